@@ -1,0 +1,31 @@
+"""pantiny: pan-sharpening with one tiny all-in-one model, tiled GeoTIFF fusion and QNR scoring.
+
+Public API (imported lazily so ``import pantiny`` stays cheap):
+
+* :func:`pantiny.pansharpen` - fuse PAN + MS (arrays, tensors or GeoTIFF paths).
+* :func:`pantiny.qnr` - full-resolution no-reference quality (D_lambda, D_s, QNR, HQNR).
+* :func:`pantiny.load_model` - a model with its verified weights.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "pansharpen": ("pantiny.api", "pansharpen"),
+    "load_model": ("pantiny.weights", "load_model"),
+    "qnr": ("pantiny.metrics", "qnr"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pantiny' has no attribute {name!r}")

@@ -1,0 +1,328 @@
+"""``pansharpen()``: the public fusion entry point.
+
+Data flows one way: read (arrays or GeoTIFF windows) -> select bands -> normalise (DN / scale) ->
+upsample MS onto the PAN grid -> tile -> infer (model or classical method) -> blend -> denormalise ->
+restore band order and nodata -> return or write.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import io as rio_io
+from .normalize import from_unit, resolve_scale, to_unit
+from .resample import upsample
+from .sensors import Sensor, get_sensor, resolve_bands
+from .tiling import Tile, count_tiles, run_tiled
+
+ArrayLike = Union[np.ndarray, torch.Tensor, str, "os.PathLike[str]"]
+MS_MARGIN = 3  # MS pixels of context around a tile: bicubic needs 2, one more for safety
+OTHER_BANDS = ("drop", "upsample", "ratio")
+
+
+# --- readers: raw digital numbers from arrays or files ------------------------------------------
+
+class _ArrayReader:
+    def __init__(self, pan: np.ndarray, ms: np.ndarray) -> None:
+        self.pan, self.ms = pan, ms
+        self.dtype = ms.dtype
+        self.n_bands = ms.shape[0]
+        self.pan_hw = pan.shape[1:]
+        self.ms_hw = ms.shape[1:]
+
+    def read_pan(self, r: int, c: int, h: int, w: int) -> np.ndarray:
+        return self.pan[:, r:r + h, c:c + w]
+
+    def read_ms(self, r: int, c: int, h: int, w: int, bands: Sequence[int]) -> np.ndarray:
+        return self.ms[list(bands), r:r + h, c:c + w]
+
+
+class _FileReader:
+    def __init__(self, pan: rio_io.RasterInfo, ms: rio_io.RasterInfo) -> None:
+        self.pan_info, self.ms_info = pan, ms
+        self.dtype = ms.dtype
+        self.n_bands = ms.count
+        self.pan_hw = (pan.height, pan.width)
+        self.ms_hw = (ms.height, ms.width)
+
+    def read_pan(self, r: int, c: int, h: int, w: int) -> np.ndarray:
+        return rio_io.read(self.pan_info.path, (r, c, h, w))
+
+    def read_ms(self, r: int, c: int, h: int, w: int, bands: Sequence[int]) -> np.ndarray:
+        return rio_io.read(self.ms_info.path, (r, c, h, w), bands=bands)
+
+
+def _check_finite(x: np.ndarray, what: str, scale: float) -> None:
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            raise ValueError(f"{what} contains NaN or infinite values; mask them as nodata first")
+        if scale == 1.0 and x.size and float(x.max()) > 1.5:
+            raise ValueError(f"{what} is floating point with values up to {float(x.max()):g}, but no scale "
+                             "was given: pass scale= (e.g. 2047 for 11-bit DN) or sensor=")
+
+
+@dataclass
+class _SceneSource:
+    """Normalised, upsampled tiles of a scene for the tiling engine (implements ``TileSource``)."""
+
+    reader: Any
+    channels: List[int]  # MS band indices fed through the pipeline, model bands first (model order)
+    scale: float
+    ratio: int
+    upsampling: str
+    pan_nodata: Optional[float]
+    ms_nodata: Optional[float]
+
+    @property
+    def height(self) -> int:
+        return self.reader.pan_hw[0]
+
+    @property
+    def width(self) -> int:
+        return self.reader.pan_hw[1]
+
+    def read(self, t: Tile) -> Tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        r, m = self.ratio, MS_MARGIN
+        mh, mw = self.reader.ms_hw
+        # MS window covering the tile plus margin, clipped to the image, then edge-padded so that
+        # upsampling a window gives exactly what upsampling the whole image gives.
+        r0, c0 = t.row // r - m, t.col // r - m
+        r1, c1 = -(-(t.row + t.height) // r) + m, -(-(t.col + t.width) // r) + m
+        rr0, cc0, rr1, cc1 = max(r0, 0), max(c0, 0), min(r1, mh), min(c1, mw)
+        ms = self.reader.read_ms(rr0, cc0, rr1 - rr0, cc1 - cc0, self.channels)
+        pan = self.reader.read_pan(t.row, t.col, t.height, t.width)
+        _check_finite(ms, "MS", self.scale)
+        _check_finite(pan, "PAN", self.scale)
+        valid = np.ones(pan.shape[1:], bool)
+        if self.pan_nodata is not None:
+            valid &= pan[0] != self.pan_nodata
+        if self.ms_nodata is not None:
+            ms_ok = ~(ms == self.ms_nodata).all(0)
+            ms_ok = np.pad(ms_ok, ((rr0 - r0, r1 - rr1), (cc0 - c0, c1 - cc1)), mode="edge")
+            up_ok = ms_ok.repeat(r, 0).repeat(r, 1)
+            oy, ox = t.row - r0 * r, t.col - c0 * r
+            valid &= up_ok[oy:oy + t.height, ox:ox + t.width]
+        ms = np.pad(ms, ((0, 0), (rr0 - r0, r1 - rr1), (cc0 - c0, c1 - cc1)), mode="edge")
+        ms_up = upsample(to_unit(ms, self.scale)[None], r, self.upsampling)[0]
+        oy, ox = t.row - r0 * r, t.col - c0 * r
+        ms_up = ms_up[:, oy:oy + t.height, ox:ox + t.width]
+        return ms_up.contiguous(), to_unit(pan, self.scale), valid
+
+    def overview(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Whole scene at MS resolution: ``(ms (C,h,w), pan averaged onto the MS grid (1,h,w))``."""
+        mh, mw = self.reader.ms_hw
+        ms = to_unit(self.reader.read_ms(0, 0, mh, mw, self.channels), self.scale)
+        if isinstance(self.reader, _FileReader):
+            pan = rio_io.read(self.reader.pan_info.path, out_shape=(mh, mw), resampling="average")
+            pan = to_unit(pan, self.scale)
+        else:
+            pan = to_unit(self.reader.pan, self.scale)
+            pan = F.adaptive_avg_pool2d(pan[None], (mh, mw))[0]
+        return ms, pan
+
+
+# --- argument handling --------------------------------------------------------------------------
+
+def _to_numpy(x: Union[np.ndarray, torch.Tensor], what: str, ndim_2d_ok: bool) -> np.ndarray:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if a.ndim == 2 and ndim_2d_ok:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError(f"{what} must be (C,H,W){' or (H,W)' if ndim_2d_ok else ''}, got shape {a.shape}")
+    if a.dtype.kind not in "uif":
+        raise ValueError(f"{what} has unsupported dtype {a.dtype}; use integer or float data")
+    return a
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _pick_device(device: Union[str, torch.device]) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but CUDA is not available; use device='cpu' or 'auto'")
+    return dev
+
+
+def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, source: _SceneSource,
+           sensor: Sensor, method_options: Optional[Dict[str, Any]], other_bands: str):
+    """Build ``fuse(ms_up, pan)`` for the chosen method; the model sees the 4 model bands only."""
+    if method in ("pantiny", "model"):
+        from .weights import load_model
+
+        net = load_model(model, device=device) if not isinstance(model, nn.Module) else model.to(device).eval()
+
+        def core(ms_up: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return net(ms_up.to(device), pan.to(device)).float().cpu()
+    else:
+        from . import classical
+
+        if method not in classical.METHODS:
+            raise ValueError(f"unknown method {method!r}; use 'pantiny' or one of {sorted(classical.METHODS)}")
+        cm = classical.METHODS[method]
+        state: Dict[str, Any] = {}
+        if cm.fit is not None:
+            ms_lr, pan_lr = source.overview()
+            state = cm.fit(ms_lr[:4], pan_lr, sensor, **(method_options or {}))
+        elif method_options:
+            raise ValueError(f"method {method!r} takes no options, got {sorted(method_options)}")
+
+        def core(ms_up: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
+            return cm.apply(ms_up, pan, state)
+
+    def fuse(ms_up: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
+        fused = core(ms_up[:, :4], pan)
+        if ms_up.shape[1] == 4:
+            return fused
+        extra = ms_up[:, 4:]
+        if other_bands == "ratio":  # carry the model's detail to the other bands as a brightness ratio
+            gain = fused.clamp_min(0).sum(1, keepdim=True) / ms_up[:, :4].sum(1, keepdim=True).clamp_min(1e-6)
+            extra = extra * gain
+        return torch.cat([fused, extra], 1)
+
+    return fuse
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = None,
+               bands: Optional[Sequence[int]] = None, model: Union[str, nn.Module] = "pantiny-big",
+               method: str = "pantiny", device: Union[str, torch.device] = "auto", tile: int = 512,
+               overlap: int = 64, batch_size: Optional[int] = None, ratio: int = 4,
+               scale: Optional[float] = None, upsampling: str = "bicubic", other_bands: str = "drop",
+               nodata: Optional[float] = None, out: Union[str, "os.PathLike[str]", None] = None,
+               overwrite: bool = True, progress: bool = False,
+               method_options: Optional[Dict[str, Any]] = None) -> Union[np.ndarray, torch.Tensor, Path]:
+    """Fuse a panchromatic band with a multispectral image onto the PAN grid.
+
+    Args:
+        pan: PAN as (H,W) or (1,H,W) array/tensor, or a GeoTIFF path (1 band).
+        ms: MS as (C,h,w) array/tensor with ``h == ceil(H / ratio)``, or a GeoTIFF path. Both files must
+            share CRS, top-left corner and nested pixel grids (checked). MS pixel ``j`` covers PAN
+            pixels ``ratio*j .. ratio*j + ratio - 1``.
+        sensor: sensor table key (``"wv2"``, ``"wv3"``, ``"gf2"``, ``"qb"``, ``"ikonos"``, ...): band map, bit
+            depth and MTF. Default: the file's ``SENSOR`` tag, else ``generic`` for 4 bands (B,G,R,NIR)
+            and the WorldView layout for 8 bands.
+        bands: explicit 0-based MS indices of the R, G, B, NIR bands (overrides the sensor's map).
+        model: manifest name, ``.safetensors`` path, or an ``nn.Module`` taking ``(ms_up, pan)``.
+        method: ``"pantiny"`` (the model) or a classical method of :mod:`pantiny.classical`
+            (``"brovey"``, ``"ihs"``, ``"gs"``, ``"gsa"``, ``"sfim"``, ``"pca"``, ``"mtf-glp"``).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        tile, overlap: tile size and overlap in PAN pixels; tiles are blended with raised-cosine ramps.
+        batch_size: tiles per forward pass (default 4 on CUDA, 1 on CPU).
+        ratio: PAN/MS resolution ratio (default 4).
+        scale: DN value mapped to 1.0 for the model (default: the sensor's max, e.g. 2047 for 11-bit;
+            else 255 for uint8, 2047 for (u)int16, 1.0 for float data).
+        upsampling: how MS is interpolated onto the PAN grid: ``"bicubic"`` (default), ``"bilinear"``, ``"nearest"``.
+        other_bands: what happens to MS bands that are not model inputs (8-band WorldView):
+            ``"drop"`` (default: output the 4 fused bands, in the input's band order),
+            ``"upsample"`` (all bands out, the others bicubic-upsampled only) or ``"ratio"`` (all bands
+            out, the others multiplied by the fused/upsampled brightness ratio of the model bands).
+        nodata: DN marking missing pixels in both inputs (files: default from their metadata). Output
+            pixels are nodata where PAN or all MS bands are; valid pixels never equal nodata.
+        out: GeoTIFF path to write (PAN grid CRS/transform, MS dtype, tiled+deflate, written to a
+            temporary file then renamed); required to stream scenes larger than memory.
+        progress: show a progress bar over tiles.
+
+    Returns:
+        The fused image (C',H,W) in the MS dtype and DN range (a tensor if ``ms`` was a tensor), or
+        the output path when ``out`` is given.
+    """
+    if other_bands not in OTHER_BANDS:
+        raise ValueError(f"other_bands must be one of {OTHER_BANDS}, got {other_bands!r}")
+    if not isinstance(ratio, int) or ratio < 1:
+        raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
+    if _is_path(pan) != _is_path(ms):
+        raise ValueError("pass PAN and MS both as arrays/tensors or both as file paths")
+    as_tensor = isinstance(ms, torch.Tensor)
+    tags: Dict[str, str] = {}
+    if _is_path(pan):
+        pan_info, ms_info = rio_io.raster_info(pan), rio_io.raster_info(ms)
+        rio_io.check_pair(pan_info, ms_info, ratio)
+        reader: Any = _FileReader(pan_info, ms_info)
+        if sensor is None and "SENSOR" in ms_info.tags:
+            sensor = ms_info.tags["SENSOR"]
+        pan_nodata = nodata if nodata is not None else pan_info.nodata
+        ms_nodata = nodata if nodata is not None else ms_info.nodata
+        pan_dtype = pan_info.dtype
+    else:
+        pan_a = _to_numpy(pan, "PAN", True)
+        ms_a = _to_numpy(ms, "MS", False)
+        if pan_a.shape[0] != 1:
+            raise ValueError(f"PAN must have 1 band, got {pan_a.shape[0]} (shape {pan_a.shape})")
+        rio_io.check_sizes(pan_a.shape[1:], ms_a.shape[1:], ratio)
+        reader = _ArrayReader(pan_a, ms_a)
+        pan_nodata = ms_nodata = nodata
+        pan_dtype = pan_a.dtype
+    if pan_dtype != reader.dtype and (pan_dtype.kind == "f") != (reader.dtype.kind == "f"):
+        raise ValueError(f"PAN dtype {pan_dtype} and MS dtype {reader.dtype} differ in kind (int vs float): "
+                         "they must share one value scale")
+    sens, model_idx = resolve_bands(reader.n_bands, sensor, bands)
+    tags["SENSOR"] = sens.name.upper()
+    sc = resolve_scale(reader.dtype, sens, scale)
+    extras = [] if other_bands == "drop" else [b for b in range(reader.n_bands) if b not in model_idx]
+    source = _SceneSource(reader, list(model_idx) + extras, sc, ratio, upsampling, pan_nodata, ms_nodata)
+    dev = _pick_device(device)
+    fuse = _fuser(method, model, dev, source, sens, method_options, other_bands)
+    bs = batch_size or (4 if dev.type == "cuda" else 1)
+    order = np.argsort(source.channels)  # back to the input's band order
+    out_nodata = ms_nodata if ms_nodata is not None else pan_nodata
+    h, w = source.height, source.width
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=count_tiles(h, w, tile, overlap), unit="tile", desc="fusing")
+
+    def finish(fused: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        y = from_unit(torch.from_numpy(fused[order]), sc, reader.dtype)
+        if out_nodata is not None:
+            _avoid_nodata(y, valid, out_nodata)
+            y[:, ~valid] = out_nodata
+        return y
+
+    strips = run_tiled(source, fuse, tile=tile, overlap=overlap, batch_size=bs,
+                       progress=bar.update if bar is not None else None)
+    try:
+        if out is None:
+            result = np.empty((len(order), h, w), reader.dtype)
+            for row, fused, valid in strips:
+                result[:, row:row + fused.shape[1]] = finish(fused, valid)
+            return torch.from_numpy(result).to(ms.device) if as_tensor else result  # type: ignore[union-attr]
+        if not isinstance(reader, _FileReader):
+            raise ValueError("out= is for GeoTIFF inputs; with arrays, write the returned array yourself")
+        with rio_io.AtomicGeoTIFFWriter(out, count=len(order), height=h, width=w, dtype=reader.dtype,
+                                        crs=reader.pan_info.crs, transform=reader.pan_info.transform,
+                                        nodata=out_nodata, protect=(pan, ms), tags=tags,
+                                        overwrite=overwrite) as writer:
+            for row, fused, valid in strips:
+                writer.write(row, finish(fused, valid))
+        return Path(out)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _avoid_nodata(y: np.ndarray, valid: np.ndarray, nodata: float) -> None:
+    """Nudge valid pixels that happen to equal the nodata value by one DN, so they stay valid."""
+    hit = (y == nodata) & valid[None]
+    if hit.any():
+        if y.dtype.kind in "ui":
+            bump = 1 if nodata < np.iinfo(y.dtype).max else -1
+        else:
+            bump = np.finfo(y.dtype).eps * max(1.0, abs(nodata))
+        y[hit] = nodata + bump

@@ -1,0 +1,176 @@
+"""``pantiny`` command line: fuse scenes (one pair or a folder), score them, inspect weights, train.
+
+Every subcommand goes through the same :func:`pantiny.pansharpen` / :mod:`pantiny.metrics` code as
+the Python API. Errors print one line on stderr and exit with status 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from . import __version__
+
+_PAIR_PATTERNS = (("_pan", "_ms"), ("-pan", "-ms"), ("_PAN", "_MS"), ("_p", "_m"))
+
+
+def _add_fusion_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sensor", help="sensor key (wv2, wv3, gf2, qb, ikonos, geoeye1, generic); "
+                                    "default: the MS file's SENSOR tag or the band count")
+    p.add_argument("--bands", help="0-based MS indices of R,G,B,NIR, e.g. 4,2,1,6 (overrides --sensor's map)")
+    p.add_argument("--model", default="pantiny-big", help="manifest name or .safetensors path")
+    p.add_argument("--method", default="pantiny",
+                   help="'pantiny' (the model) or a classical method: brovey, ihs, gs, gsa, sfim, pca, mtf-glp")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--tile", type=int, default=512, help="tile size in PAN pixels (default 512)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap in PAN pixels (default 64)")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
+    p.add_argument("--ratio", type=int, default=4, help="PAN/MS resolution ratio (default 4)")
+    p.add_argument("--scale", type=float, default=None, help="DN mapped to 1.0 (default from sensor/dtype)")
+    p.add_argument("--other-bands", default="drop", choices=("drop", "upsample", "ratio"),
+                   help="non-model MS bands: drop (default), upsample, or ratio-sharpen")
+    p.add_argument("--nodata", type=float, default=None, help="override the inputs' nodata value")
+    p.add_argument("--no-overwrite", action="store_true", help="fail instead of replacing an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _fusion_kwargs(args: argparse.Namespace) -> dict:
+    bands = [int(b) for b in args.bands.split(",")] if args.bands else None
+    return dict(sensor=args.sensor, bands=bands, method=args.method, device=args.device, tile=args.tile,
+                overlap=args.overlap, batch_size=args.batch_size, ratio=args.ratio, scale=args.scale,
+                other_bands=args.other_bands, nodata=args.nodata, overwrite=not args.no_overwrite)
+
+
+def find_pairs(folder: Path) -> List[Tuple[Path, Path, str]]:
+    """(pan, ms, stem) for every ``<stem>_pan.tif`` with a matching ``<stem>_ms.tif`` in ``folder``."""
+    pairs = []
+    for pan in sorted(folder.iterdir()):
+        if pan.suffix.lower() not in (".tif", ".tiff"):
+            continue
+        for p_tag, m_tag in _PAIR_PATTERNS:
+            m = re.match(rf"^(.*){re.escape(p_tag)}$", pan.stem)
+            if m:
+                ms = pan.with_name(f"{m.group(1)}{m_tag}{pan.suffix}")
+                if ms.is_file():
+                    pairs.append((pan, ms, m.group(1)))
+                break
+    return pairs
+
+
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    from .api import pansharpen
+
+    kwargs = _fusion_kwargs(args)
+    src = Path(args.pan)
+    if src.is_dir():  # batch mode: fuse PAN_DIR OUT_DIR
+        if args.ms is None:
+            raise ValueError("batch mode: pantiny fuse INPUT_FOLDER OUTPUT_FOLDER")
+        out_dir = Path(args.ms)
+        pairs = find_pairs(src)
+        if not pairs:
+            raise FileNotFoundError(f"no <name>_pan.tif / <name>_ms.tif pairs found in {src}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        from tqdm.auto import tqdm
+
+        if args.method in ("pantiny", "model"):  # load and verify the weights once for the whole batch
+            from .weights import load_model
+            from .api import _pick_device
+
+            kwargs["model"] = load_model(args.model, device=_pick_device(args.device))
+        else:
+            kwargs["model"] = args.model
+        failed = 0
+        for pan, ms, stem in tqdm(pairs, unit="scene", desc="scenes", disable=args.quiet):
+            try:
+                pansharpen(str(pan), str(ms), out=out_dir / f"{stem}_fused.tif", progress=False, **kwargs)
+            except (ValueError, OSError, RuntimeError) as e:
+                failed += 1
+                print(f"pantiny: {stem}: {e}", file=sys.stderr)
+        print(f"fused {len(pairs) - failed}/{len(pairs)} scenes into {out_dir}")
+        return 1 if failed else 0
+    if args.ms is None or args.out is None:
+        raise ValueError("usage: pantiny fuse PAN.tif MS.tif OUT.tif  (or: pantiny fuse IN_FOLDER OUT_FOLDER)")
+    out = pansharpen(args.pan, args.ms, out=args.out, model=args.model, progress=not args.quiet, **kwargs)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from .sensors import SENSORS
+    from .weights import MANIFEST_PATH, PACKAGE_DIR, load_manifest
+
+    manifest = load_manifest(args.manifest)
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    print(f"pantiny {__version__}  torch {torch.__version__}")
+    cuda = torch.cuda.is_available()
+    print(f"device: {'cuda (' + torch.cuda.get_device_name(0) + ')' if cuda else 'cpu'}"
+          f"  threads={torch.get_num_threads()}")
+    print(f"manifest: {args.manifest or MANIFEST_PATH}")
+    if not manifest["models"]:
+        print("  (no weights listed)")
+    for e in manifest["models"]:
+        path = Path(e["file"]) if Path(e["file"]).is_absolute() else PACKAGE_DIR / e["file"]
+        where = "bundled" if path.is_file() else ("huggingface:" + e["hf"]["repo_id"] if e.get("hf") else "MISSING")
+        default = " (default)" if e["name"] == manifest.get("default") else ""
+        print(f"  {e['name']}{default}: {e['architecture']}, {e['size']} bytes, sha256 {e['sha256'][:12]}..., {where}")
+        for k, v in (e.get("metrics") or {}).items():
+            print(f"      {k}: {v}")
+    print("sensors: " + ", ".join(sorted(SENSORS)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pantiny", description="Pan-sharpening with a tiny all-in-one model.")
+    parser.add_argument("--version", action="version", version=f"pantiny {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    fuse = sub.add_parser("fuse", help="fuse PAN + MS GeoTIFFs (one pair, or every pair in a folder)",
+                          description="pantiny fuse PAN.tif MS.tif OUT.tif | pantiny fuse IN_FOLDER OUT_FOLDER "
+                                      "(pairs named <name>_pan.tif / <name>_ms.tif)")
+    fuse.add_argument("pan", help="PAN GeoTIFF, or a folder of <name>_pan.tif/<name>_ms.tif pairs")
+    fuse.add_argument("ms", nargs="?", help="MS GeoTIFF (or the output folder in batch mode)")
+    fuse.add_argument("out", nargs="?", help="output GeoTIFF")
+    _add_fusion_options(fuse)
+    fuse.set_defaults(func=_cmd_fuse)
+
+    info = sub.add_parser("info", help="show the weights manifest, the device and the sensors")
+    info.add_argument("--manifest", default=None, help="another weights_manifest.json")
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    info.set_defaults(func=_cmd_info)
+
+    for module in ("pantiny.metrics.cli", "pantiny.train.cli"):
+        try:
+            import importlib
+
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as e:
+            if not (e.name or "").startswith(module.rsplit(".", 1)[0]):
+                raise
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("pantiny: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"pantiny: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

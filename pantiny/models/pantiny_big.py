@@ -1,0 +1,32 @@
+"""PanTiny-Big (81,744 parameters): science.md §1.1, ``algorithm: pantiny``, ``fusion_type: enhanced_conv``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import TransformerBlock, conv3x3
+
+
+class PanTinyBig(nn.Module):
+    """Encoder on the upsampled MS, "Enhanced Conv" PAN fusion, latent blocks, one-conv refinement.
+
+    forward(ms_up (B,4,H,W), pan (B,1,H,W)) -> (B,4,H,W), both inputs on the PAN grid, values in the
+    normalised [0, ~1] range; the output is ``ms_up + residual`` (no clamp).
+    """
+
+    def __init__(self, dim: int = 28, blocks: int = 3, heads: int = 2, expansion: float = 2.0,
+                 bands: int = 4) -> None:
+        super().__init__()
+        self.patch_embed = conv3x3(bands, dim)
+        self.encoder = nn.Sequential(*(TransformerBlock(dim, heads, expansion) for _ in range(blocks)))
+        self.fusion = nn.Sequential(conv3x3(dim + 1, dim), nn.ReLU(inplace=True), conv3x3(dim, dim))
+        self.latent = nn.Sequential(*(TransformerBlock(dim, heads, expansion) for _ in range(blocks)))
+        self.refine = conv3x3(dim, dim)
+        self.output = conv3x3(dim, bands)
+
+    def forward(self, ms_up: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
+        feat = self.encoder(self.patch_embed(ms_up))
+        feat = self.fusion(torch.cat([feat, pan], dim=1))
+        feat = self.refine(self.latent(feat))
+        return self.output(feat) + ms_up

@@ -1,0 +1,136 @@
+"""The one sensor table: band names and order, model band selection, value scale and MTF gains.
+
+Every other module asks this table; nothing else hard-codes a band index, a bit depth or a gain.
+
+The model works on 4 bands in the order **R, G, B, NIR** (the order of the PanTiny training data,
+see ``shared/research/science.md`` §1.5). ``Sensor.model_bands`` lists, in that order, the 0-based
+indices of those bands inside the sensor's native MS band order.
+
+MTF gains at Nyquist (GNyq) follow the Vivone 2020 toolbox ``genMTF.m`` / ``MTF_PAN.m`` (§2.8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+#: Names of the model's four input/output bands, in model order.
+MODEL_BANDS: Tuple[str, ...] = ("R", "G", "B", "NIR")
+
+_WV8 = ("Coastal", "B", "G", "Y", "R", "RedEdge", "NIR1", "NIR2")
+_BGRN = ("B", "G", "R", "NIR")
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """One entry of the sensor table.
+
+    Attributes:
+        name: canonical lower-case key (``"wv3"``).
+        bands: MS band names in the order they are stored in the sensor's products.
+        model_bands: 0-based indices into ``bands`` of the model's R, G, B, NIR inputs.
+        max_value: nominal maximum digital number (2047 for 11-bit, 1023 for 10-bit, 255 for 8-bit);
+            ``None`` for the generic entry, where the scale comes from the data type.
+        mtf_ms: MS gain at the MS Nyquist frequency, one per entry of ``bands``.
+        mtf_pan: PAN gain at the MS Nyquist frequency.
+        ratio: PAN/MS ground-sample-distance ratio.
+    """
+
+    name: str
+    bands: Tuple[str, ...]
+    model_bands: Tuple[int, int, int, int]
+    max_value: Optional[float]
+    mtf_ms: Tuple[float, ...]
+    mtf_pan: float
+    ratio: int = 4
+    description: str = ""
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.bands)
+
+    @property
+    def model_mtf(self) -> Tuple[float, float, float, float]:
+        """MS gains of the four model bands, in model order (R, G, B, NIR)."""
+        return tuple(self.mtf_ms[i] for i in self.model_bands)  # type: ignore[return-value]
+
+
+def _bgrn(name: str, max_value: Optional[float], mtf_ms: Sequence[float], mtf_pan: float, desc: str) -> Sensor:
+    return Sensor(name, _BGRN, (2, 1, 0, 3), max_value, tuple(mtf_ms), mtf_pan, 4, desc)
+
+
+def _wv8(name: str, mtf_ms: Sequence[float], mtf_pan: float, desc: str) -> Sensor:
+    return Sensor(name, _WV8, (4, 2, 1, 6), 2047.0, tuple(mtf_ms), mtf_pan, 4, desc)
+
+
+SENSORS: Dict[str, Sensor] = {
+    s.name: s
+    for s in (
+        _wv8("wv2", [0.35] * 7 + [0.27], 0.11, "WorldView-2, 8 MS bands, 11-bit"),
+        _wv8("wv3", [0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315], 0.14,
+             "WorldView-3, 8 MS bands (VNIR), 11-bit"),
+        _bgrn("gf2", 1023.0, [0.3] * 4, 0.15, "GaoFen-2, 4 MS bands, 10-bit (toolbox default gains)"),
+        _bgrn("qb", 2047.0, [0.34, 0.32, 0.30, 0.22], 0.15, "QuickBird, 4 MS bands, 11-bit"),
+        _bgrn("ikonos", 2047.0, [0.26, 0.28, 0.29, 0.28], 0.17, "IKONOS, 4 MS bands, 11-bit"),
+        _bgrn("geoeye1", 2047.0, [0.23] * 4, 0.16, "GeoEye-1, 4 MS bands, 11-bit"),
+        _bgrn("generic", None, [0.3] * 4, 0.15,
+              "any 4-band B,G,R,NIR product; scale from the data type unless given"),
+    )
+}
+
+_ALIASES = {
+    "worldview2": "wv2", "worldview-2": "wv2", "wv-2": "wv2",
+    "worldview3": "wv3", "worldview-3": "wv3", "wv-3": "wv3",
+    "gaofen2": "gf2", "gaofen-2": "gf2", "gf-2": "gf2",
+    "quickbird": "qb", "geoeye": "geoeye1", "geoeye-1": "geoeye1",
+}
+
+
+def get_sensor(name: "str | Sensor") -> Sensor:
+    """Look a sensor up by name (case-insensitive, common aliases accepted)."""
+    if isinstance(name, Sensor):
+        return name
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in SENSORS:
+        raise ValueError(f"unknown sensor {name!r}; known sensors: {', '.join(sorted(SENSORS))}")
+    return SENSORS[key]
+
+
+def sensor_for_bands(n_bands: int) -> Sensor:
+    """Default sensor when none is given: ``generic`` for 4 bands, ``wv3`` layout for 8 bands."""
+    if n_bands == 4:
+        return SENSORS["generic"]
+    if n_bands == 8:
+        return SENSORS["wv3"]
+    raise ValueError(
+        f"MS has {n_bands} bands: without sensor= or bands= only 4-band (B,G,R,NIR) and "
+        "8-band WorldView (Coastal..NIR2) inputs are understood; pass bands=[r,g,b,nir] indices"
+    )
+
+
+def resolve_bands(n_bands: int, sensor: "str | Sensor | None" = None,
+                  bands: Optional[Sequence[int]] = None) -> Tuple[Sensor, Tuple[int, int, int, int]]:
+    """Pick the sensor entry and the 0-based MS band indices feeding the model (R, G, B, NIR order).
+
+    An explicit ``bands`` list overrides the sensor's band map. Raises ``ValueError`` when the MS band
+    count does not match the sensor or an index is out of range.
+    """
+    s = get_sensor(sensor) if sensor is not None else (
+        SENSORS["generic"] if bands is not None else sensor_for_bands(n_bands))
+    if bands is None:
+        if n_bands != s.n_bands:
+            raise ValueError(
+                f"MS has {n_bands} bands but sensor {s.name!r} has {s.n_bands} "
+                f"({', '.join(s.bands)}); pass bands=[r,g,b,nir] to choose bands explicitly")
+        idx = s.model_bands
+    else:
+        idx = tuple(int(b) for b in bands)
+        if len(idx) != 4:
+            raise ValueError(f"bands must list 4 MS band indices (R, G, B, NIR), got {list(bands)}")
+        bad = [b for b in idx if not 0 <= b < n_bands]
+        if bad:
+            raise ValueError(f"band indices {bad} out of range for an MS image with {n_bands} bands")
+        if len(set(idx)) != 4:
+            raise ValueError(f"bands must be 4 distinct indices, got {list(bands)}")
+    return s, idx  # type: ignore[return-value]

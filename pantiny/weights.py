@@ -1,0 +1,207 @@
+"""Weights: the manifest, sha256-verified safetensors loading, optional Hugging Face download, export.
+
+``weights_manifest.json`` (repo root, shipped inside the wheel as ``pantiny/weights_manifest.json``)
+lists named checkpoints::
+
+    {"format": 1, "default": "pantiny-big", "models": [{
+        "name": "pantiny-big", "architecture": "pantiny-big",
+        "file": "weights/pantiny-big.safetensors",      # relative to the pantiny package, or absolute
+        "sha256": "...", "size": 330000,
+        "bands": ["R", "G", "B", "NIR"], "normalisation": "DN / sensor max value",
+        "training_data": {...}, "metrics": {...},
+        "hf": {"repo_id": "org/pantiny", "revision": "<commit>", "filename": "pantiny-big.safetensors"}}]}
+
+A file is used only if its size and sha256 match the manifest; weights are read with safetensors
+only (never pickle). When the bundled file is absent and the entry names an ``hf`` source, the file
+is fetched with ``huggingface_hub.hf_hub_download`` into the standard HF cache (``HF_HUB_OFFLINE=1``
+is honoured: then only the cache is consulted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from torch import nn
+
+from .models import build_model
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+MANIFEST_PATH = PACKAGE_DIR / "weights_manifest.json"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint is missing, corrupt, tampered with or does not fit its architecture."""
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --- manifest -----------------------------------------------------------------------------------
+
+def load_manifest(path: Optional[PathLike] = None) -> Dict[str, Any]:
+    """Parse the manifest (default: the one shipped with the package)."""
+    p = Path(path) if path is not None else MANIFEST_PATH
+    if not p.is_file():
+        raise FileNotFoundError(f"weights manifest not found: {p}")
+    try:
+        manifest = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"weights manifest {p} is not valid JSON: {e}") from None
+    if not isinstance(manifest.get("models"), list):
+        raise WeightsError(f"weights manifest {p} has no 'models' list")
+    return manifest
+
+
+def manifest_entry(name: str, manifest_path: Optional[PathLike] = None) -> Dict[str, Any]:
+    """The manifest entry called ``name``."""
+    manifest = load_manifest(manifest_path)
+    for entry in manifest["models"]:
+        if entry.get("name") == name:
+            return entry
+    known = [e.get("name") for e in manifest["models"]]
+    raise WeightsError(f"no weights named {name!r} in the manifest; available: {known or 'none'}")
+
+
+def upsert_manifest_entry(entry: Dict[str, Any], manifest_path: Optional[PathLike] = None) -> Path:
+    """Add ``entry`` to the manifest, replacing an entry of the same name; written atomically."""
+    for key in ("name", "architecture", "file", "sha256", "size"):
+        if key not in entry:
+            raise ValueError(f"manifest entry lacks {key!r}")
+    p = Path(manifest_path) if manifest_path is not None else MANIFEST_PATH
+    manifest = load_manifest(p) if p.exists() else {"format": 1, "default": entry["name"], "models": []}
+    models: List[Dict[str, Any]] = [e for e in manifest["models"] if e.get("name") != entry["name"]]
+    models.append(entry)
+    manifest["models"] = sorted(models, key=lambda e: e["name"])
+    _atomic_write_bytes(p.resolve(), (json.dumps(manifest, indent=2) + "\n").encode())
+    return p
+
+
+# --- locating and verifying files ---------------------------------------------------------------
+
+def _hf_download(entry: Dict[str, Any]) -> Path:
+    from huggingface_hub import hf_hub_download  # only needed for hub-hosted weights
+
+    hf = entry["hf"]
+    try:
+        return Path(hf_hub_download(repo_id=hf["repo_id"], filename=hf.get("filename", Path(entry["file"]).name),
+                                    revision=hf.get("revision")))
+    except Exception as e:  # network, offline mode, missing repo: all end the same way for the user
+        raise WeightsError(f"weights {entry['name']!r} are not bundled and could not be fetched from "
+                           f"Hugging Face repo {hf['repo_id']!r}: {e}") from None
+
+
+def resolve_weights_file(entry: Dict[str, Any]) -> Path:
+    """Path of a verified weights file for a manifest entry (bundled, else Hugging Face)."""
+    path = Path(entry["file"])
+    if not path.is_absolute():
+        path = PACKAGE_DIR / path
+    if not path.is_file():
+        if entry.get("hf"):
+            path = _hf_download(entry)
+        else:
+            raise WeightsError(
+                f"weights {entry['name']!r}: file {path} is not present (the trained checkpoint is not "
+                "bundled in this build and the manifest names no Hugging Face source); train one with "
+                "`pantiny train` or pass model='path/to/file.safetensors'")
+    verify_file(path, entry["sha256"], entry.get("size"))
+    return path
+
+
+def verify_file(path: PathLike, sha256: str, size: Optional[int] = None) -> None:
+    """Raise :class:`WeightsError` unless the file has the expected size and sha256."""
+    actual_size = os.path.getsize(path)
+    if size is not None and actual_size != int(size):
+        raise WeightsError(f"weights file {path} is {actual_size} bytes, the manifest says {size}: "
+                           "truncated or replaced; delete it and reinstall / re-download")
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise WeightsError(f"weights file {path} fails its sha256 check (got {digest[:12]}..., manifest "
+                           f"{sha256[:12]}...): the file is corrupt or has been tampered with")
+
+
+# --- reading and writing ------------------------------------------------------------------------
+
+def _read_state(path: Path) -> tuple:
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"cannot read safetensors file {path}: {e}") from None
+    return state, meta
+
+
+def _instantiate(architecture: str, state: Dict[str, torch.Tensor], source: Path) -> nn.Module:
+    model = build_model(architecture)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"weights {source} do not fit architecture {architecture!r}: "
+                           f"{str(e).splitlines()[0]}") from None
+    return model.eval()
+
+
+def load_model(name_or_path: str = "pantiny-big", *, device: Union[str, torch.device] = "cpu",
+               manifest_path: Optional[PathLike] = None, architecture: Optional[str] = None) -> nn.Module:
+    """A model in eval mode with verified weights, on ``device``.
+
+    ``name_or_path`` is a manifest name (``"pantiny-big"``) or a path to a ``.safetensors`` file. A
+    path is checked against a manifest entry with the same sha256 when there is one; otherwise its
+    architecture comes from the file's own metadata (written by :func:`save_weights`) or the
+    ``architecture`` argument.
+    """
+    p = Path(str(name_or_path))
+    if p.suffix == ".safetensors" or p.exists():
+        if not p.is_file():
+            raise FileNotFoundError(f"weights file not found: {p}")
+        state, meta = _read_state(p)
+        arch = architecture or meta.get("architecture")
+        if not arch:
+            raise WeightsError(f"{p} does not record its architecture; pass architecture='pantiny-big'")
+        return _instantiate(arch, state, p).to(device)
+    entry = manifest_entry(str(name_or_path), manifest_path)
+    path = resolve_weights_file(entry)
+    state, _ = _read_state(path)
+    return _instantiate(entry["architecture"], state, path).to(device)
+
+
+def save_weights(model: nn.Module, path: PathLike, *, architecture: str,
+                 metadata: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Write the model's weights as safetensors (atomically); returns file name, sha256 and size."""
+    from safetensors.torch import save
+
+    meta = {"architecture": architecture, "format": "pantiny-1", **{k: str(v) for k, v in (metadata or {}).items()}}
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    _atomic_write_bytes(path, save(state, metadata=meta))
+    return {"file": path.name, "sha256": sha256_file(path), "size": path.stat().st_size}

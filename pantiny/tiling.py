@@ -1,20 +1,25 @@
-"""The tiling engine: overlapping tiles, batched inference, smooth blending, strip-wise streaming.
+"""The tiling engine: overlapping tiles, batched inference, blending, strip-wise streaming.
 
 Used by both :func:`pantiny.pansharpen` and the CLI. The engine never sees files or dtypes: a
 *source* hands it normalised tiles on the PAN grid, a *fuse* function maps a batch of tiles to
 fused tiles, and finished full-width row strips are yielded as soon as no later tile can touch
 them, so memory is bounded by ``tile x width`` whatever the scene height.
 
-Blending: each tile is weighted by a separable raised-cosine ramp over ``overlap`` pixels on every
-side that borders another tile (weight 1 at the image border), and the output is the weighted mean.
-The PanTiny attention is global over a tile, so tiles never agree exactly; the ramps hide the
-differences instead of leaving seams.
+Two blends:
+
+* ``"crop"``: every pixel belongs to exactly one tile, the one whose centre region holds it (the
+  boundary between neighbours is the middle of their overlap, so each pixel keeps >= overlap/2 of
+  context on every side). Exact when the fuse function is local within overlap/2: then the tiled
+  result equals the whole-image result.
+* ``"ramp"``: tiles are weighted by separable raised-cosine ramps over the overlap on each side that
+  borders another tile and averaged; hides the differences of fuse functions that are not local
+  (e.g. attention computed per tile).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Protocol, Tuple
+from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -41,13 +46,13 @@ class TileSource(Protocol):
 
 
 FuseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+BLENDS = ("crop", "ramp")
 
 
 def _starts(size: int, tile: int, step: int) -> List[int]:
     if size <= tile:
         return [0]
-    starts = list(range(0, size - tile, step))
-    return starts + [size - tile]
+    return list(range(0, size - tile, step)) + [size - tile]
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> List[List[Tile]]:
@@ -57,6 +62,11 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> List[List[Ti
     step = tile - overlap
     th, tw = min(tile, height), min(tile, width)
     return [[Tile(r, c, th, tw) for c in _starts(width, tile, step)] for r in _starts(height, tile, step)]
+
+
+def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
+    """Number of tiles one pass over the scene processes (for progress bars)."""
+    return sum(len(r) for r in plan_tiles(height, width, tile, overlap))
 
 
 def _ramp(n: int, lead: int, trail: int) -> np.ndarray:
@@ -70,17 +80,45 @@ def _ramp(n: int, lead: int, trail: int) -> np.ndarray:
     return w
 
 
-def _weights(t: Tile, height: int, width: int, overlap: int) -> np.ndarray:
-    """Blend weights (h,w) of a tile: ramps only on sides that have a neighbour."""
-    top = overlap if t.row > 0 else 0
-    left = overlap if t.col > 0 else 0
-    bottom = overlap if t.row + t.height < height else 0
-    right = overlap if t.col + t.width < width else 0
-    return np.outer(_ramp(t.height, top, bottom), _ramp(t.width, left, right))
+def _axis_weights(starts: Sequence[int], n: int, size: int, overlap: int, blend: str) -> List[np.ndarray]:
+    """Per-tile 1-D weights along one axis (tiles of length ``n`` at ``starts``)."""
+    out = []
+    for k, s in enumerate(starts):
+        if blend == "ramp":
+            out.append(_ramp(n, overlap if k > 0 else 0, overlap if k + 1 < len(starts) else 0))
+            continue
+        lo = (starts[k - 1] + n + s) // 2 if k > 0 else 0  # middle of the overlap with the previous tile
+        hi = (s + n + starts[k + 1]) // 2 if k + 1 < len(starts) else size
+        w = np.zeros(n, np.float32)
+        w[lo - s:hi - s] = 1
+        out.append(w)
+    return out
+
+
+def iter_batches(source: TileSource, *, tile: int, overlap: int, batch_size: int, blend: str = "ramp",
+                 ) -> Iterator[Tuple[int, List[Tile], torch.Tensor, torch.Tensor, List[np.ndarray], List[np.ndarray]]]:
+    """One pass over the scene: ``(tile_row_index, tiles, ms_up (B,C,h,w), pan (B,1,h,w), valid, weights)``.
+
+    Tiles come in row-major order, batches never span two tile rows. ``weights`` are the blend
+    weights (h,w) of each tile; with ``blend="crop"`` they are the 0/1 ownership masks.
+    """
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+    rows = plan_tiles(source.height, source.width, tile, overlap)
+    row_w = _axis_weights([r[0].row for r in rows], rows[0][0].height, source.height, overlap, blend)
+    col_w = _axis_weights([t.col for t in rows[0]], rows[0][0].width, source.width, overlap, blend)
+    for k, row_tiles in enumerate(rows):
+        for b in range(0, len(row_tiles), batch_size):
+            idx = range(b, min(b + batch_size, len(row_tiles)))
+            reads = [source.read(row_tiles[i]) for i in idx]
+            yield (k, [row_tiles[i] for i in idx], torch.stack([r[0] for r in reads]),
+                   torch.stack([r[1] for r in reads]), [r[2] for r in reads],
+                   [np.outer(row_w[k], col_w[i]) for i in idx])
 
 
 def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int = 64, batch_size: int = 4,
-              progress: Optional[Callable[[int], None]] = None) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
+              blend: str = "ramp", progress: Optional[Callable[[int], None]] = None,
+              ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
     """Fuse a scene tile by tile; yield ``(row, fused (C,n,W) float32, valid (n,W) bool)`` strips top-down.
 
     ``fuse(ms_up (B,C,h,w), pan (B,1,h,w)) -> (B,C',h,w)`` runs on whatever device it chooses and
@@ -88,39 +126,37 @@ def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int
     """
     height, width = source.height, source.width
     rows = plan_tiles(height, width, tile, overlap)
+    row_starts = [r[0].row for r in rows] + [height]
     strip_h = rows[0][0].height
     acc: Optional[np.ndarray] = None
     wsum = np.zeros((strip_h, width), np.float32)
     valid = np.zeros((strip_h, width), bool)
-    top = 0
-    for k, row_tiles in enumerate(rows):
-        for b in range(0, len(row_tiles), batch_size):
-            batch = row_tiles[b:b + batch_size]
-            reads = [source.read(t) for t in batch]
-            out = fuse(torch.stack([r[0] for r in reads]), torch.stack([r[1] for r in reads]))
-            out = out.detach().to("cpu", torch.float32).numpy()
-            if acc is None:
-                acc = np.zeros((out.shape[1], strip_h, width), np.float32)
-            for t, o, (_, _, v) in zip(batch, out, reads):
-                w = _weights(t, height, width, overlap)
-                r0, c0 = t.row - top, t.col
-                acc[:, r0:r0 + t.height, c0:c0 + t.width] += o * w
-                wsum[r0:r0 + t.height, c0:c0 + t.width] += w
-                valid[r0:r0 + t.height, c0:c0 + t.width] = v
-            if progress is not None:
-                progress(len(batch))
-        done = rows[k + 1][0].row - top if k + 1 < len(rows) else strip_h
-        yield top, acc[:, :done] / wsum[:done], valid[:done].copy()
+    top, current = 0, 0
+
+    def flush(k: int) -> Tuple[int, np.ndarray, np.ndarray]:
+        nonlocal top
+        done = row_starts[k + 1] - top if k + 1 < len(rows) else strip_h
+        strip = (top, acc[:, :done] / np.maximum(wsum[:done], 1e-12), valid[:done].copy())
         # Shift the accumulator up by the finished rows; the rest still waits for the next tile row.
         for a in (acc, wsum, valid):
             a[..., :strip_h - done, :] = a[..., done:, :]
             a[..., strip_h - done:, :] = 0
         top += done
+        return strip
 
-
-def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
-    """Number of tiles :func:`run_tiled` will process (for progress bars)."""
-    return sum(len(r) for r in plan_tiles(height, width, tile, overlap))
-
-
-
+    for k, tiles, ms_up, pan, vals, weights in iter_batches(source, tile=tile, overlap=overlap,
+                                                            batch_size=batch_size, blend=blend):
+        if k != current:
+            yield flush(current)
+            current = k
+        out = fuse(ms_up, pan).detach().to("cpu", torch.float32).numpy()
+        if acc is None:
+            acc = np.zeros((out.shape[1], strip_h, width), np.float32)
+        for t, o, v, w in zip(tiles, out, vals, weights):
+            r0 = t.row - top
+            acc[:, r0:r0 + t.height, t.col:t.col + t.width] += o * w
+            wsum[r0:r0 + t.height, t.col:t.col + t.width] += w
+            valid[r0:r0 + t.height, t.col:t.col + t.width] = v
+        if progress is not None:
+            progress(len(tiles))
+    yield flush(current)

@@ -26,12 +26,50 @@ class ChannelLayerNorm(nn.Module):
         return (x - mu) / torch.sqrt(var + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
+class StopForward(Exception):
+    """Raised by an attention layer that is collecting statistics: the rest of the forward is not needed."""
+
+
+class AttentionStats:
+    """Whole-scene statistics for one :class:`ChannelAttention` layer.
+
+    While ``gram`` is None the layer accumulates, over the pixels where ``mask`` is 1, the sums that
+    define its attention map on the whole scene (sum q_i k_j, sum q_i^2, sum k_j^2 per head); after
+    :meth:`finalise` the layer uses that map instead of one computed from the tile alone. This is
+    what makes tiled inference equal to whole-image inference (see :mod:`pantiny.scene_attention`).
+    """
+
+    def __init__(self) -> None:
+        self.mask: "torch.Tensor | None" = None
+        self.qk = self.qq = self.kk = None
+        self.gram: "torch.Tensor | None" = None
+
+    def accumulate(self, q: torch.Tensor, k: torch.Tensor) -> None:
+        m = self.mask.flatten(2).unsqueeze(1).to(q.dtype)  # (B,1,1,HW)
+        qk = torch.einsum("bhip,bhjp->hij", q * m, k).double()
+        qq = (q * q * m).sum((0, 3)).double()
+        kk = (k * k * m).sum((0, 3)).double()
+        if self.qk is None:
+            self.qk, self.qq, self.kk = qk, qq, kk
+        else:
+            self.qk += qk
+            self.qq += qq
+            self.kk += kk
+
+    def finalise(self) -> None:
+        eps = 1e-12  # as F.normalize
+        nq = self.qq.sqrt().clamp_min(eps)
+        nk = self.kk.sqrt().clamp_min(eps)
+        self.gram = (self.qk / (nq[:, :, None] * nk[:, None, :])).float()
+
+
 class ChannelAttention(nn.Module):
     """Transposed (channel) self-attention: heads attend across channels, not pixels.
 
     q and k are L2-normalised over the spatial axis, so the attention map is C/heads x C/heads
-    whatever the tile size; it does depend on the whole tile's statistics, which is why tiled
-    inference needs overlap and blending.
+    whatever the tile size; it depends on the whole image's statistics, so a tile alone gives a
+    slightly different map. Setting ``scene_stats`` (an :class:`AttentionStats`) switches the layer
+    to collecting or using whole-scene statistics.
     """
 
     def __init__(self, dim: int, heads: int) -> None:
@@ -41,14 +79,21 @@ class ChannelAttention(nn.Module):
         self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=False)
         self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=False)
         self.project_out = nn.Conv2d(dim, dim, 1, bias=False)
+        self.scene_stats: "AttentionStats | None" = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
         q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in (q, k, v))
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(dim=-1)
+        stats = self.scene_stats
+        if stats is None:
+            gram = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        elif stats.gram is None:
+            stats.accumulate(q, k)
+            raise StopForward
+        else:
+            gram = stats.gram.to(x.dtype)
+        attn = (gram * self.temperature).softmax(dim=-1)
         return self.project_out((attn @ v).reshape(b, c, h, w))
 
 

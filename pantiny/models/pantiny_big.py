@@ -15,6 +15,10 @@ class PanTinyBig(nn.Module):
     normalised [0, ~1] range; the output is ``ms_up + residual`` (no clamp).
     """
 
+    #: Pixels of context each output pixel sees through the convolutions (the attention is global):
+    #: embed 1 + 6 blocks x 2 (two depthwise 3x3 each) + fusion 2 + refine 1 + output 1.
+    receptive_radius = 17
+
     def __init__(self, dim: int = 28, blocks: int = 3, heads: int = 2, expansion: float = 2.0,
                  bands: int = 4) -> None:
         super().__init__()

@@ -29,6 +29,9 @@ class PanTinySmall(nn.Module):
     forward(ms_up (B,4,H,W), pan (B,1,H,W)) -> (B,4,H,W) = ``ms_up + residual`` (no clamp).
     """
 
+    #: Convolutional context radius: embed 1 + 3 blocks x 2 + output 1 (fusion is 1x1).
+    receptive_radius = 8
+
     def __init__(self, dim: int = 32, heads: int = 2, expansion: float = 2.66, bands: int = 4) -> None:
         super().__init__()
         self.patch_embed = conv3x3(bands + 1, dim)

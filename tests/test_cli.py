@@ -1,0 +1,67 @@
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import rasterio
+
+from conftest import REPO
+from pantiny.cli import find_pairs, main
+
+SAMPLE = REPO / "examples" / "data"
+
+
+def test_fuse_sample_scene_keeps_georeferencing(tmp_path, random_weights, capsys):
+    out = tmp_path / "fused.tif"
+    rc = main(["fuse", str(SAMPLE / "sample_pan.tif"), str(SAMPLE / "sample_ms.tif"), str(out),
+               "--model", str(random_weights), "--tile", "256", "-q"])
+    assert rc == 0 and "wrote" in capsys.readouterr().out
+    with rasterio.open(SAMPLE / "sample_pan.tif") as p, rasterio.open(SAMPLE / "sample_ms.tif") as m, \
+            rasterio.open(out) as o:
+        assert o.crs == p.crs and o.transform == p.transform
+        assert o.dtypes[0] == m.dtypes[0] and o.nodata == m.nodata and o.count == 4
+        fused, pan = o.read(), p.read(1)
+    assert (fused[:, pan == 0] == 0).all()  # the sample's nodata corner stays nodata
+
+
+def test_batch_mode_over_a_folder(tmp_path, random_weights, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for stem in ("a", "b"):
+        shutil.copy(SAMPLE / "sample_pan.tif", src / f"{stem}_pan.tif")
+        shutil.copy(SAMPLE / "sample_ms.tif", src / f"{stem}_ms.tif")
+    (src / "c_pan.tif").write_bytes(b"unpaired")  # no c_ms.tif: ignored
+    assert [s for _, _, s in find_pairs(src)] == ["a", "b"]
+    rc = main(["fuse", str(src), str(tmp_path / "out"), "--model", str(random_weights), "-q"])
+    assert rc == 0
+    outs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outs == ["a_fused.tif", "b_fused.tif"]
+    with rasterio.open(tmp_path / "out" / "a_fused.tif") as a, rasterio.open(tmp_path / "out" / "b_fused.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_batch_mode_reports_a_bad_scene_and_fails(tmp_path, random_weights, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SAMPLE / "sample_pan.tif", src / "ok_pan.tif")
+    shutil.copy(SAMPLE / "sample_ms.tif", src / "ok_ms.tif")
+    shutil.copy(SAMPLE / "sample_pan.tif", src / "bad_pan.tif")
+    shutil.copy(SAMPLE / "sample_pan.tif", src / "bad_ms.tif")  # 1-band "MS"
+    rc = main(["fuse", str(src), str(tmp_path / "out"), "--model", str(random_weights), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "bad:" in err
+    assert (tmp_path / "out" / "ok_fused.tif").exists() and not (tmp_path / "out" / "bad_fused.tif").exists()
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pantiny.cli", "fuse", str(SAMPLE / "sample_pan.tif"),
+                        str(tmp_path / "missing_ms.tif"), str(tmp_path / "o.tif")], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert "no such raster file" in r.stderr
+
+
+def test_info_lists_manifest_and_device(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "device:" in out and "manifest:" in out and "wv3" in out

@@ -65,8 +65,12 @@ def make_scene(size: int = 256, sensor: "str | Sensor" = "wv3", seed: int = 0, r
     sy, sx = rng.uniform(0, h, n_seeds), rng.uniform(0, w, n_seeds)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     warp = 6.0 * _smooth_noise(rng, h, w, 3.0)
-    d = (yy[None] + warp - sy[:, None, None]) ** 2 + (xx[None] - warp - sx[:, None, None]) ** 2
-    parcel = d.argmin(0)
+    parcel = np.empty((h, w), np.int64)
+    step = max(1, (32 << 20) // (n_seeds * w))  # rows per chunk: keeps the distance cube ~256 MB
+    for r in range(0, h, step):
+        y, x, wp = yy[r:r + step], xx[r:r + step], warp[r:r + step]
+        d = (y[None] + wp - sy[:, None, None]) ** 2 + (x[None] - wp - sx[:, None, None]) ** 2
+        parcel[r:r + step] = d.argmin(0)
     parcel_class = rng.choice([0, 0, 1, 1, 2, 3, 4], size=n_seeds)
     label = parcel_class[parcel]
     # Roads: a few straight concrete lines; buildings: small roof rectangles.

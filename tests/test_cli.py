@@ -11,6 +11,24 @@ from pantiny.cli import find_pairs, main
 SAMPLE = REPO / "examples" / "data"
 
 
+def _crop(src, dst, size):
+    """Top-right size x size corner of a GeoTIFF (away from the sample's nodata wedge), georeferenced."""
+    from rasterio.windows import Window
+
+    with rasterio.open(src) as ds:
+        win = Window(ds.width - size, 0, size, size)
+        profile = dict(ds.profile, width=size, height=size, transform=ds.window_transform(win))
+        with rasterio.open(dst, "w", **profile) as out:
+            out.write(ds.read(window=win))
+            out.update_tags(**ds.tags())
+
+
+def _small_pair(folder, stem):
+    """A 128x128 PAN / 32x32 MS crop of the sample: the batch tests exercise the loop, not the model."""
+    _crop(SAMPLE / "sample_pan.tif", folder / f"{stem}_pan.tif", 128)
+    _crop(SAMPLE / "sample_ms.tif", folder / f"{stem}_ms.tif", 32)
+
+
 def test_fuse_sample_scene_keeps_georeferencing(tmp_path, random_weights, capsys):
     out = tmp_path / "fused.tif"
     rc = main(["fuse", str(SAMPLE / "sample_pan.tif"), str(SAMPLE / "sample_ms.tif"), str(out),
@@ -28,8 +46,7 @@ def test_batch_mode_over_a_folder(tmp_path, random_weights, capsys):
     src = tmp_path / "in"
     src.mkdir()
     for stem in ("a", "b"):
-        shutil.copy(SAMPLE / "sample_pan.tif", src / f"{stem}_pan.tif")
-        shutil.copy(SAMPLE / "sample_ms.tif", src / f"{stem}_ms.tif")
+        _small_pair(src, stem)
     (src / "c_pan.tif").write_bytes(b"unpaired")  # no c_ms.tif: ignored
     assert [s for _, _, s in find_pairs(src)] == ["a", "b"]
     rc = main(["fuse", str(src), str(tmp_path / "out"), "--model", str(random_weights), "-q"])
@@ -43,10 +60,9 @@ def test_batch_mode_over_a_folder(tmp_path, random_weights, capsys):
 def test_batch_mode_reports_a_bad_scene_and_fails(tmp_path, random_weights, capsys):
     src = tmp_path / "in"
     src.mkdir()
-    shutil.copy(SAMPLE / "sample_pan.tif", src / "ok_pan.tif")
-    shutil.copy(SAMPLE / "sample_ms.tif", src / "ok_ms.tif")
-    shutil.copy(SAMPLE / "sample_pan.tif", src / "bad_pan.tif")
-    shutil.copy(SAMPLE / "sample_pan.tif", src / "bad_ms.tif")  # 1-band "MS"
+    _small_pair(src, "ok")
+    _small_pair(src, "bad")
+    shutil.copy(src / "bad_pan.tif", src / "bad_ms.tif")  # 1-band "MS"
     rc = main(["fuse", str(src), str(tmp_path / "out"), "--model", str(random_weights), "-q"])
     err = capsys.readouterr().err
     assert rc == 1 and "bad:" in err

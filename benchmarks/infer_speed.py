@@ -1,0 +1,171 @@
+"""Inference speed and memory of ``pantiny.pansharpen`` on CPU (or CUDA), with in-run baselines.
+
+Prints, for a SIZE x SIZE PAN scene (default 2048, 8-band WorldView-3-like MS at 1/4), the
+throughput in MPix/s (PAN pixels per second) of:
+
+* ``exp``: bicubic upsampling of the MS alone (``pantiny.resample.upsample``), the floor any
+  pan-sharpener pays; every other row is also given as a ratio to it, measured in the same run;
+* ``pantiny-big`` / ``pantiny-small`` with ``attention="scene"`` (default: tiled == whole image)
+  and ``attention="tile"`` (one pass, per-tile attention statistics);
+* a classical method through the same pipeline, when :mod:`pantiny.classical` is installed.
+
+Then it fuses GeoTIFF scenes of SIZE^2 and (2*SIZE)^2 pixels file-to-file in child processes and
+reports each child's peak RSS: with streaming tiles it should barely grow although the scene is
+4x larger. Model speed does not depend on the weight values, so seeded random weights are used
+unless ``--weights`` names a checkpoint.
+
+    python benchmarks/infer_speed.py [--size 2048] [--device cpu] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pantiny import pansharpen
+from pantiny.models import build_model
+from pantiny.resample import upsample
+from pantiny.synthetic import make_scene
+
+
+def tiled_scene(size: int, base: int = 1024, seed: int = 0):
+    """A size x size scene made by mirror-tiling one synthetic base scene (fast at any size)."""
+    pan, ms, _ = make_scene(min(base, size), "wv3", seed=seed)
+    reps = -(-size // pan.shape[-1])
+
+    def grow(a: np.ndarray, n: int) -> np.ndarray:
+        row = np.concatenate([a if i % 2 == 0 else a[:, :, ::-1] for i in range(reps)], axis=2)
+        full = np.concatenate([row if i % 2 == 0 else row[:, ::-1] for i in range(reps)], axis=1)
+        return np.ascontiguousarray(full[:, :n, :n])
+
+    return grow(pan, size), grow(ms, size // 4)
+
+
+def timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def load(name: str, weights: str | None) -> torch.nn.Module:
+    if weights:
+        from pantiny.weights import load_model
+
+        return load_model(weights)
+    torch.manual_seed(0)
+    return build_model(name).eval()
+
+
+_CHILD = """
+import json, resource, sys, time
+import pantiny
+from pantiny.models import build_model
+args = json.loads(sys.argv[1])
+net = build_model(args["model"]).eval()
+t0 = time.perf_counter()
+pantiny.pansharpen(args["pan"], args["ms"], model=net, device=args["device"], attention=args["attention"],
+                   out=args["out"], sensor="wv3")
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+_CHILD_IDLE = """
+import resource, json, pantiny, torch
+from pantiny.models import build_model
+build_model("pantiny-big")
+print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def child_rss(code: str, *argv: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write_scene(folder: Path, size: int) -> tuple[Path, Path]:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    pan, ms = tiled_scene(size)
+    paths = folder / f"s{size}_pan.tif", folder / f"s{size}_ms.tif"
+    for path, arr, gsd in ((paths[0], pan, 0.31), (paths[1], ms, 1.24)):
+        with rasterio.open(path, "w", driver="GTiff", count=arr.shape[0], height=arr.shape[1],
+                           width=arr.shape[2], dtype="uint16", crs="EPSG:32633", tiled=True,
+                           transform=from_origin(500000, 4200000, gsd, gsd)) as ds:
+            ds.write(arr)
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=2048, help="PAN side in pixels (multiple of 4)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--weights", default=None, help="a .safetensors checkpoint (default: random weights)")
+    ap.add_argument("--quick", action="store_true", help="skip the scene-attention and memory runs")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
+    args = ap.parse_args()
+
+    pan, ms = tiled_scene(args.size)
+    mpix = pan.shape[-1] * pan.shape[-2] / 1e6
+    print(f"scene: PAN {pan.shape[1]}x{pan.shape[2]} ({mpix:.2f} MPix), MS {ms.shape}, device {args.device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    rows = []
+    ms_t = torch.from_numpy(ms.astype(np.float32) / 2047)[None]
+    t_exp = timed(lambda: upsample(ms_t, 4), repeat=3)
+    rows.append(("exp (bicubic MS upsampling only)", t_exp))
+
+    runs = [("pantiny-big", "tile"), ("pantiny-small", "tile")]
+    if not args.quick:
+        runs = [("pantiny-big", "scene")] + runs
+    for name, attention in runs:
+        net = load(name, args.weights if name == "pantiny-big" else None)
+        t = timed(lambda: pansharpen(pan, ms, sensor="wv3", model=net, device=args.device, tile=args.tile,
+                                     attention=attention))
+        rows.append((f"{name}, attention={attention}", t))
+    try:
+        from pantiny import classical  # noqa: F401
+
+        t = timed(lambda: pansharpen(pan, ms, sensor="wv3", method="brovey", tile=args.tile))
+        rows.append(("brovey (pantiny.classical, same pipeline)", t))
+    except ImportError:
+        pass
+
+    print(f"\n| method | seconds | MPix/s | speed vs exp |\n|---|---:|---:|---:|")
+    for label, t in rows:
+        print(f"| {label} | {t:.2f} | {mpix / t:.3f} | {t_exp / t:.4f} |")
+
+    if args.quick or args.no_memory:
+        return
+    print("\npeak RSS of a child process fusing GeoTIFF -> GeoTIFF (pantiny-big, attention=tile):")
+    idle = child_rss(_CHILD_IDLE)["maxrss_kib"] / 1024
+    print(f"| scene | MPix | float32 scene size (MiB) | seconds | peak RSS (MiB) | RSS above idle import (MiB) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (args.size, 2 * args.size):
+            p, m = write_scene(Path(tmp), size)
+            spec = {"pan": str(p), "ms": str(m), "out": str(Path(tmp) / f"fused{size}.tif"), "model": "pantiny-big",
+                    "device": args.device, "attention": "tile"}
+            r = child_rss(_CHILD, json.dumps(spec))
+            scene_mib = size * size * (1 + 4 + 4) * 4 / 2**20  # PAN + MS_up + fused (4 bands) at float32
+            rss = r["maxrss_kib"] / 1024
+            print(f"| {size}x{size} | {size * size / 1e6:.1f} | {scene_mib:.0f} | {r['seconds']:.1f} | {rss:.0f} | "
+                  f"{rss - idle:.0f} |")
+            os.remove(p), os.remove(m)
+
+
+if __name__ == "__main__":
+    main()

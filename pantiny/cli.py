@@ -28,6 +28,8 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--tile", type=int, default=512, help="tile size in PAN pixels (default 512)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in PAN pixels (default 64)")
+    p.add_argument("--attention", default="scene", choices=("scene", "tile"),
+                   help="scene (default): result independent of tiling, ~3.6x compute; tile: one pass, fastest")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
     p.add_argument("--ratio", type=int, default=4, help="PAN/MS resolution ratio (default 4)")
     p.add_argument("--scale", type=float, default=None, help="DN mapped to 1.0 (default from sensor/dtype)")
@@ -41,7 +43,8 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
 def _fusion_kwargs(args: argparse.Namespace) -> dict:
     bands = [int(b) for b in args.bands.split(",")] if args.bands else None
     return dict(sensor=args.sensor, bands=bands, method=args.method, device=args.device, tile=args.tile,
-                overlap=args.overlap, batch_size=args.batch_size, ratio=args.ratio, scale=args.scale,
+                overlap=args.overlap, attention=args.attention, batch_size=args.batch_size, ratio=args.ratio,
+                scale=args.scale,
                 other_bands=args.other_bands, nodata=args.nodata, overwrite=not args.no_overwrite)
 
 

@@ -41,8 +41,9 @@ def resolve_scale(dtype: np.dtype, sensor: Optional[Sensor] = None, scale: Optio
 
 
 def to_unit(x: np.ndarray, scale: float) -> torch.Tensor:
-    """DN array -> float32 tensor in the model's unit range (shape unchanged)."""
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).div_(float(scale))
+    """DN array -> float32 tensor in the model's unit range (shape unchanged); never modifies ``x``."""
+    # Out of place: for float32 input ascontiguousarray may return ``x`` itself.
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).div(float(scale))
 
 
 def from_unit(x: torch.Tensor, scale: float, dtype: np.dtype) -> np.ndarray:

@@ -86,7 +86,8 @@ def manifest_entry(name: str, manifest_path: Optional[PathLike] = None) -> Dict[
         if entry.get("name") == name:
             return entry
     known = [e.get("name") for e in manifest["models"]]
-    raise WeightsError(f"no weights named {name!r} in the manifest; available: {known or 'none'}")
+    raise WeightsError(f"no weights named {name!r} in the manifest (available: {', '.join(known) or 'none'}); "
+                       "pass a .safetensors path, train one with `pantiny train`, or use a classical method")
 
 
 def upsert_manifest_entry(entry: Dict[str, Any], manifest_path: Optional[PathLike] = None) -> Path:

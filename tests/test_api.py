@@ -133,3 +133,14 @@ def test_nodata_propagates_and_valid_pixels_avoid_it(scene_4band, random_weights
     gap[200:210, 100:120] = True
     assert (out[:, gap] == 0).all()
     assert (out[:, ~gap] != 0).all()
+
+
+def test_inputs_are_never_modified(scene_4band, identity_model):
+    pan, ms, _ = scene_4band
+    pan_f, ms_f = pan.astype(np.float32), ms.astype(np.float32)
+    before = pan_f.copy(), ms_f.copy()
+    fused = pansharpen(pan_f, ms_f, model=identity_model, scale=2047, tile=128, overlap=40)
+    np.testing.assert_array_equal(pan_f, before[0])
+    np.testing.assert_array_equal(ms_f, before[1])
+    # and the DN range is kept: the identity model returns the upsampled MS in DN
+    assert abs(float(fused.mean()) - float(ms_f.mean())) < 0.02 * float(ms_f.mean())

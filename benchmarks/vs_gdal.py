@@ -1,0 +1,392 @@
+#!/usr/bin/env python
+"""pantiny vs GDAL pansharpening: speed, peak memory and quality, in one markdown table.
+
+    python benchmarks/vs_gdal.py [--scenes sample,ikonos,wv3crop] [--weights PATH] [--out FILE.md]
+
+For each scene (the bundled synthetic WorldView-3 sample ``examples/data/sample_{pan,ms}.tif`` and,
+when present, the real scenes of ``../shared/data/``: ``ikonos_scene_*`` and ``wv3_crop_*``):
+
+* **GDAL**: weighted Brovey through GDAL's ``VRTPansharpenedDataset`` (the engine behind
+  ``gdal_pansharpen``), opened and read with rasterio's bundled GDAL; spectral bands = the four
+  bands pantiny fuses (R, G, B, NIR; for 8-band WorldView: B, G, R, NIR1), default weights (1/4
+  each), MS resampling ``Cubic`` (GDAL's default), ``NumThreads`` = ``--threads``.
+* **pantiny**: :func:`pantiny.pansharpen` on the same GeoTIFFs with each classical method
+  (bicubic MS upsampling, default tiles) and the model when weights are available (the manifest's
+  default model, or ``--weights PATH``); torch uses ``--threads`` threads.
+
+Reported per output:
+
+* ``MPix/s``: PAN pixels fused per second, wall clock of the whole call (read both files, fuse, hold
+  the result in memory), best of ``--repeat`` runs after one untimed warm-up run (so GDAL's block
+  cache is equally warm for everybody); ``x GDAL`` = pantiny MPix/s / GDAL MPix/s (> 1: faster).
+* ``peak MB``: peak resident memory above the resident memory just before the call, i.e. Linux
+  ``VmHWM`` after resetting it through ``/proc/self/clear_refs`` (and ``malloc_trim``), on the
+  first timed run. It counts everything the process touches (GDAL buffers, torch tensors, the
+  output array), unlike ``tracemalloc``, which would miss C/C++ allocations.
+* ``D_lambda``, ``D_s``, ``QNR``: :func:`pantiny.metrics.qnr` at full resolution (toolbox
+  variant, the library default) against the original MS and PAN.
+* reduced resolution (Wald protocol): PAN and MS degraded by 4 with
+  :func:`pantiny.mtf.mtf_degrade` and the sensor's MTF gains (``pantiny.sensors``), fused the same
+  way, compared with the original MS: ``PSNR`` (dB, peak = sensor max DN), ``SAM`` (degrees),
+  ``ERGAS``.
+
+The machine this runs on is usually shared: timings are indicative, compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from xml.sax.saxutils import escape
+
+import numpy as np
+import rasterio
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "examples" / "data"
+SHARED_DATA = Path(os.environ.get("PANTINY_SHARED_DATA", REPO.parent / "shared" / "data"))
+CLASSICAL = ("brovey", "ihs", "gs", "gsa", "pca", "sfim", "mtf-glp")
+
+
+# --- GDAL --------------------------------------------------------------------------------------
+
+def gdal_vrt_xml(pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]", bands: Sequence[int], *,
+                 resampling: str = "Cubic", threads: int = 1, weights: Optional[Sequence[float]] = None,
+                 nodata: Optional[float] = None) -> str:
+    """VRT XML of GDAL's weighted Brovey pansharpening of ``pan`` with MS ``bands`` (1-based).
+
+    Output band i = input band ``bands[i]``. ``weights`` (one per band, in ``bands`` order) default
+    to GDAL's 1/N. ``resampling``: GDAL name (``Nearest``, ``Bilinear``, ``Cubic``, ...).
+    """
+    def src(path: "str | os.PathLike[str]", band: int) -> str:
+        return (f'<SourceFilename relativeToVRT="0">{escape(str(Path(path).resolve()))}</SourceFilename>'
+                f"<SourceBand>{band}</SourceBand>")
+
+    opts = [f"<Algorithm>WeightedBrovey</Algorithm><Resampling>{resampling}</Resampling>",
+            f"<NumThreads>{int(threads)}</NumThreads>"]
+    if weights is not None:
+        if len(weights) != len(bands):
+            raise ValueError(f"{len(weights)} weights for {len(bands)} spectral bands")
+        opts.append("<AlgorithmOptions><Weights>" + ",".join(repr(float(w)) for w in weights)
+                    + "</Weights></AlgorithmOptions>")
+    if nodata is not None:
+        opts.append(f"<NoData>{nodata!r}</NoData>")
+    opts.append(f"<PanchroBand>{src(pan, 1)}</PanchroBand>")
+    opts += [f'<SpectralBand dstBand="{i + 1}">{src(ms, b)}</SpectralBand>' for i, b in enumerate(bands)]
+    return ('<VRTDataset subClass="VRTPansharpenedDataset"><PansharpeningOptions>'
+            + "".join(opts) + "</PansharpeningOptions></VRTDataset>")
+
+
+def gdal_pansharpen(pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]", bands: Sequence[int],
+                    **kw) -> np.ndarray:
+    """Run GDAL's pansharpening (see :func:`gdal_vrt_xml`) and return the (C,H,W) result."""
+    with rasterio.open(gdal_vrt_xml(pan, ms, bands, **kw)) as ds:
+        return ds.read()
+
+
+def gdal_has_pansharpen() -> bool:
+    """Whether the bundled GDAL opens a VRTPansharpenedDataset (a 2x2 smoke test in a temp dir)."""
+    from rasterio.transform import from_origin
+
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            p, m = Path(d) / "p.tif", Path(d) / "m.tif"
+            for path, arr, gsd in ((p, np.ones((1, 4, 4), np.uint16), 1.0), (m, np.ones((2, 2, 2), np.uint16), 2.0)):
+                with rasterio.open(path, "w", driver="GTiff", count=arr.shape[0], height=arr.shape[1],
+                                   width=arr.shape[2], dtype="uint16", crs="EPSG:32633",
+                                   transform=from_origin(1000.0, 1000.0, gsd, gsd)) as ds:
+                    ds.write(arr)
+            return gdal_pansharpen(p, m, [1, 2]).shape == (2, 4, 4)
+    except Exception:  # noqa: BLE001 - any failure means "not available"
+        return False
+
+
+# --- measurement ---------------------------------------------------------------------------------
+
+def _status_kb(key: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _trim() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakRSS:
+    """Peak resident memory (MB) above the resident memory at entry; ``None`` if not measurable."""
+
+    def __enter__(self) -> "PeakRSS":
+        _trim()
+        self.mb: Optional[float] = None
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
+            self.base = _status_kb("VmRSS")
+        except OSError:
+            self.base = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        peak = _status_kb("VmHWM")
+        if self.base is not None and peak is not None:
+            self.mb = max(0, peak - self.base) / 1024.0
+
+
+def measure(fn: Callable[[], np.ndarray], repeat: int, warmup: bool = True) -> Tuple[np.ndarray, float, Optional[float]]:
+    """``(result, best seconds, peak MB of the first timed run)``."""
+    if warmup:
+        fn()
+    best, peak, out = float("inf"), None, None
+    for i in range(max(1, repeat)):
+        out = None
+        _trim()
+        if i == 0:
+            with PeakRSS() as mem:
+                t0 = time.perf_counter()
+                out = fn()
+                dt = time.perf_counter() - t0
+            peak = mem.mb
+        else:
+            t0 = time.perf_counter()
+            out = fn()
+            dt = time.perf_counter() - t0
+        best = min(best, dt)
+    return out, best, peak
+
+
+# --- scenes ----------------------------------------------------------------------------------------
+
+@dataclass
+class Scene:
+    name: str
+    pan_path: Path
+    ms_path: Path
+    sensor: str = ""
+    pan: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    ms: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    nodata: Optional[float] = None
+    transform: object = None
+    ms_transform: object = None
+    crs: object = None
+
+    def load(self) -> "Scene":
+        with rasterio.open(self.pan_path) as p, rasterio.open(self.ms_path) as m:
+            self.pan, self.ms = p.read(), m.read()
+            self.sensor = (m.tags().get("SENSOR") or p.tags().get("SENSOR") or "").lower()
+            self.nodata = m.nodata if m.nodata is not None else p.nodata
+            self.transform, self.ms_transform, self.crs = p.transform, m.transform, p.crs
+        return self
+
+
+def find_scenes(names: Sequence[str], data_dir: Path) -> Tuple[List[Scene], List[str]]:
+    known = {
+        "sample": (SAMPLE / "sample_pan.tif", SAMPLE / "sample_ms.tif"),
+        "ikonos": (data_dir / "ikonos_scene_pan.tif", data_dir / "ikonos_scene_ms.tif"),
+        "wv3crop": (data_dir / "wv3_crop_pan.tif", data_dir / "wv3_crop_ms.tif"),
+    }
+    scenes, notes = [], []
+    for n in names:
+        if n not in known:
+            raise SystemExit(f"unknown scene {n!r}; choose from {', '.join(known)}")
+        pan, ms = known[n]
+        if pan.exists() and ms.exists():
+            scenes.append(Scene(n, pan, ms).load())
+        else:
+            notes.append(f"scene {n!r} skipped: {pan.parent} has no {pan.name} / {ms.name}")
+    return scenes, notes
+
+
+def write_like(path: Path, arr: np.ndarray, scene: Scene, transform) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", count=arr.shape[0], height=arr.shape[1], width=arr.shape[2],
+                       dtype=arr.dtype.name, crs=scene.crs, transform=transform, nodata=scene.nodata) as ds:
+        ds.write(arr)
+        if scene.sensor:
+            ds.update_tags(SENSOR=scene.sensor.upper())
+    return path
+
+
+def reduced_pair(scene: Scene, folder: Path) -> Tuple[Path, Path]:
+    """Wald protocol: PAN and MS degraded by 4 (MTF filter with the sensor's gains + decimation)."""
+    from pantiny.mtf import mtf_degrade
+    from pantiny.sensors import get_sensor
+
+    s = get_sensor(scene.sensor or "generic")
+    r = s.ratio
+
+    def degrade(a: np.ndarray, gains) -> np.ndarray:
+        y = mtf_degrade(torch.from_numpy(a.astype(np.float32))[None], gains, r)[0].numpy()
+        if a.dtype.kind in "ui":
+            y = np.clip(np.rint(y), 0, np.iinfo(a.dtype).max)
+        return y.astype(a.dtype)
+
+    t, tm = scene.transform, scene.ms_transform
+    return (write_like(folder / f"{scene.name}_rr_pan.tif", degrade(scene.pan, s.mtf_pan), scene, t * t.scale(r, r)),
+            write_like(folder / f"{scene.name}_rr_ms.tif", degrade(scene.ms, s.mtf_ms), scene, tm * tm.scale(r, r)))
+
+
+# --- the benchmark -------------------------------------------------------------------------------
+
+def resolve_model(weights: Optional[str]) -> Tuple[Optional[object], str]:
+    """The model to benchmark and a note: ``--weights`` file, else the manifest's default, else none."""
+    from pantiny.weights import load_model
+
+    try:
+        if weights:
+            return load_model(weights), f"model weights: {weights}"
+        return load_model(), "model weights: the manifest's default (pantiny-big)"
+    except Exception as e:  # noqa: BLE001 - any reason to have no model is reported, not fatal
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if weights:
+            raise SystemExit(f"cannot load --weights {weights}: {why}")
+        return None, (f"model skipped: no weights for the default model ({why}); "
+                      "pass --weights PATH to include it")
+
+
+def run(args: argparse.Namespace) -> str:
+    from pantiny import pansharpen
+    from pantiny.metrics import ergas, psnr, qnr, sam
+    from pantiny.sensors import get_sensor
+
+    torch.set_num_threads(args.threads)
+    scenes, notes = find_scenes(args.scenes.split(","), Path(args.data_dir))
+    methods = [m for m in args.methods.split(",") if m]
+    bad = [m for m in methods if m not in CLASSICAL]
+    if bad:
+        raise SystemExit(f"unknown methods {bad}; choose from {', '.join(CLASSICAL)}")
+    have_gdal = gdal_has_pansharpen()
+    if not have_gdal:
+        notes.append("GDAL pansharpening (VRTPansharpenedDataset) not available in this GDAL: GDAL rows skipped")
+    model, model_note = resolve_model(args.weights)
+    notes.append(model_note)
+
+    rows: List[Dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for sc in scenes:
+            s = get_sensor(sc.sensor or "generic")
+            _, model_idx = _bands(sc, s)
+            fused_idx = sorted(model_idx)  # pansharpen returns the 4 bands in ascending input order
+            gdal_bands = [i + 1 for i in fused_idx]
+            gt = sc.ms[fused_idx].astype(np.float64)
+            peak_dn = float(s.max_value or np.iinfo(sc.ms.dtype).max)
+            rr_pan, rr_ms = reduced_pair(sc, Path(tmp))
+            h, w = sc.pan.shape[1:]
+            mpix = h * w / 1e6
+
+            runs: List[Tuple[str, Callable[[Path, Path], np.ndarray], int, bool]] = []
+            if have_gdal:
+                runs.append(("GDAL Brovey (cubic)", lambda p, m: gdal_pansharpen(
+                    p, m, gdal_bands, threads=args.threads), args.repeat, True))
+            for meth in methods:
+                runs.append((f"pantiny {meth}", lambda p, m, meth=meth: pansharpen(
+                    str(p), str(m), method=meth, sensor=sc.sensor or None, device="cpu"), args.repeat, True))
+            if model is not None:
+                runs.append((f"pantiny model ({args.attention} attention)", lambda p, m: pansharpen(
+                    str(p), str(m), model=model, sensor=sc.sensor or None, device="cpu",
+                    attention=args.attention), args.model_repeat, False))
+
+            if have_gdal:  # same formula check: with nearest MS resampling both see the same MS
+                g = gdal_pansharpen(sc.pan_path, sc.ms_path, gdal_bands, resampling="Nearest", threads=args.threads)
+                o = pansharpen(str(sc.pan_path), str(sc.ms_path), method="brovey", upsampling="nearest",
+                               sensor=sc.sensor or None, device="cpu")
+                d = np.abs(g.astype(np.int64) - o.astype(np.int64))
+                notes.append(f"{sc.name}: pantiny brovey vs GDAL WeightedBrovey, both with nearest MS resampling: "
+                             f"max |diff| = {d.max()} DN, {100 * (d == 0).mean():.2f} % of values identical")
+
+            gdal_speed = None
+            for label, fn, repeat, warm in runs:
+                t_start = time.perf_counter()
+                out, secs, peak = measure(lambda: fn(sc.pan_path, sc.ms_path), repeat, warm)
+                speed = mpix / secs
+                if label.startswith("GDAL"):
+                    gdal_speed = speed
+                q = qnr(out, sc.ms, sc.pan, sensor=sc.sensor or None)
+                rr = fn(rr_pan, rr_ms).astype(np.float64)
+                rows.append({
+                    "scene": f"{sc.name} ({s.name.upper()}, {w}x{h})", "method": label,
+                    "mpix_s": speed, "ratio": None if gdal_speed is None else speed / gdal_speed,
+                    "peak_mb": peak, "d_lambda": q.d_lambda, "d_s": q.d_s, "qnr": q.qnr,
+                    "psnr": psnr(rr, gt, data_range=peak_dn), "sam": sam(rr, gt, degrees=True),
+                    "ergas": ergas(rr, gt, ratio=s.ratio),
+                })
+                if args.verbose:
+                    print(f"  {sc.name}: {label} done in {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
+    return render(rows, notes, args)
+
+
+def _bands(scene: Scene, s) -> Tuple[object, Tuple[int, ...]]:
+    from pantiny.sensors import resolve_bands
+
+    return resolve_bands(scene.ms.shape[0], scene.sensor or None)
+
+
+def _fmt(v: object, spec: str) -> str:
+    if v is None:
+        return "n/a"
+    return format(v, spec)  # type: ignore[arg-type]
+
+
+def render(rows: List[Dict[str, object]], notes: List[str], args: argparse.Namespace) -> str:
+    head = ["| scene | method | MPix/s | x GDAL | peak MB | D_lambda | D_s | QNR | RR PSNR (dB) | RR SAM (deg) | RR ERGAS |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    body = [f"| {r['scene']} | {r['method']} | {_fmt(r['mpix_s'], '.2f')} | {_fmt(r['ratio'], '.2f')} | "
+            f"{_fmt(r['peak_mb'], '.1f')} | {_fmt(r['d_lambda'], '.4f')} | {_fmt(r['d_s'], '.4f')} | "
+            f"{_fmt(r['qnr'], '.4f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['sam'], '.3f')} | {_fmt(r['ergas'], '.3f')} |"
+            for r in rows]
+    info = (f"pantiny vs GDAL pansharpening - {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{args.threads} threads (torch and GDAL NumThreads), torch {torch.__version__}, "
+            f"GDAL {rasterio.__gdal_version__} (rasterio {rasterio.__version__}); best of {args.repeat} "
+            f"timed runs after a warm-up; peak MB = VmHWM above the pre-call RSS; QNR = pantiny.metrics.qnr "
+            f"(toolbox variant); RR = Wald protocol (MTF degradation by 4), PSNR peak = sensor max DN.")
+    lines = [info, "", *head, *body]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenes", default="sample,ikonos,wv3crop",
+                    help="comma-separated: sample, ikonos, wv3crop (missing ones are skipped)")
+    ap.add_argument("--methods", default=",".join(CLASSICAL), help="classical pantiny methods to run")
+    ap.add_argument("--weights", help="model .safetensors (default: the manifest's model, skipped if absent)")
+    ap.add_argument("--attention", default="scene", choices=("scene", "tile"), help="model attention mode")
+    ap.add_argument("--repeat", type=int, default=2, help="timed runs per method (best is kept)")
+    ap.add_argument("--model-repeat", type=int, default=1, help="timed runs of the model (no warm-up run)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads and GDAL NumThreads")
+    ap.add_argument("--data-dir", default=str(SHARED_DATA), help="folder with the real scenes")
+    ap.add_argument("--out", help="also write the markdown table to this file")
+    ap.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+    args = ap.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        text = run(args)
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -118,11 +118,16 @@ def _hf_download(entry: Dict[str, Any]) -> Path:
                            f"Hugging Face repo {hf['repo_id']!r}: {e}") from None
 
 
-def resolve_weights_file(entry: Dict[str, Any]) -> Path:
-    """Path of a verified weights file for a manifest entry (bundled, else Hugging Face)."""
+def resolve_weights_file(entry: Dict[str, Any], base: Optional[PathLike] = None) -> Path:
+    """Path of a verified weights file for a manifest entry (bundled, else Hugging Face).
+
+    A relative ``file`` is looked up beside the manifest that named it (``base``), then in the
+    package (where the wheel bundles ``weights/*.safetensors``).
+    """
     path = Path(entry["file"])
     if not path.is_absolute():
-        path = PACKAGE_DIR / path
+        candidates = ([Path(base) / path] if base is not None else []) + [PACKAGE_DIR / path]
+        path = next((c for c in candidates if c.is_file()), candidates[-1])
     if not path.is_file():
         if entry.get("hf"):
             path = _hf_download(entry)
@@ -191,7 +196,7 @@ def load_model(name_or_path: str = "pantiny-big", *, device: Union[str, torch.de
             raise WeightsError(f"{p} does not record its architecture; pass architecture='pantiny-big'")
         return _instantiate(arch, state, p).to(device)
     entry = manifest_entry(str(name_or_path), manifest_path)
-    path = resolve_weights_file(entry)
+    path = resolve_weights_file(entry, Path(manifest_path).resolve().parent if manifest_path else None)
     state, _ = _read_state(path)
     return _instantiate(entry["architecture"], state, path).to(device)
 

@@ -1,0 +1,60 @@
+"""``pantiny train run|export``: registered into the main ``pantiny`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .loop import train
+
+    cfg = load_config(args.config)
+    if args.steps is not None:
+        cfg.run.steps = args.steps
+    if args.out is not None:
+        from pathlib import Path
+
+        cfg.run.out = str(Path(args.out).resolve())
+    if args.device is not None:
+        cfg.run.device = args.device
+    summary = train(cfg, resume=not args.no_resume, progress=not args.quiet)
+    print(f"trained {summary['step']}/{summary['steps']} steps; checkpoint {summary['checkpoint']}; log {summary['log']}")
+    if summary["val"]:
+        for sensor, m in sorted(summary["val"].items()):
+            print(f"  val {sensor}: PSNR {m['psnr']:.2f} dB (EXP {m['exp_psnr']:.2f}), SAM {m['sam_deg']:.3f} deg "
+                  f"(EXP {m['exp_sam_deg']:.3f}), ERGAS {m['ergas']:.3f} (EXP {m['exp_ergas']:.3f})")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    entry = export(args.checkpoint, args.name, args.out, manifest=args.manifest, description=args.description)
+    print(f"wrote {args.out} ({entry['size']} bytes, sha256 {entry['sha256'][:12]}...) as {entry['name']!r}")
+    if args.json:
+        print(json.dumps(entry, indent=2))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model (pantiny train run --config cfg.toml) or export a checkpoint")
+    tsub = p.add_subparsers(dest="train_command", metavar="ACTION")
+    tsub.required = True
+    r = tsub.add_parser("run", help="train (or resume) the run a TOML config describes")
+    r.add_argument("--config", required=True, help="TOML file (see pantiny.train.config)")
+    r.add_argument("--steps", type=int, default=None, help="override [run] steps")
+    r.add_argument("--out", default=None, help="override [run] out (run folder)")
+    r.add_argument("--device", default=None, help="override [run] device: auto, cpu, cuda")
+    r.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_run)
+    e = tsub.add_parser("export", help="write a checkpoint as safetensors and add it to a weights manifest")
+    e.add_argument("checkpoint", help="checkpoint.pt of a run")
+    e.add_argument("--name", required=True, help="manifest name, e.g. pantiny-big")
+    e.add_argument("--out", required=True, help="output .safetensors file")
+    e.add_argument("--manifest", default=None, help="weights_manifest.json to update (default: the package's)")
+    e.add_argument("--description", default="", help="free text stored in the manifest entry")
+    e.add_argument("--json", action="store_true", help="print the manifest entry")
+    e.set_defaults(func=_cmd_export)

@@ -1,108 +1,140 @@
-"""Score a checkpoint on held-out scenes, per sensor, against EXP and the classical methods.
+"""Score a trained model on held-out scenes, per sensor, against EXP and the classical methods.
 
-For every ``<stem>_pan.tif`` / ``<stem>_ms.tif`` pair in FOLDER (sensor from ``--sensor`` or the
-files' ``SENSOR`` tag) it prints, per sensor:
+For every ``<stem>_pan.tif`` / ``<stem>_ms.tif`` pair in FOLDER (sensor from ``--sensor`` or the MS
+file's ``SENSOR`` tag) it computes, on the 4 model bands (R, G, B, NIR):
 
-* reduced resolution (Wald's protocol: PAN and MS MTF-filtered and decimated by 4, the original MS as
-  reference): PSNR (dB, peak = sensor max DN), SSIM, SAM (degrees), ERGAS;
-* full resolution (no reference): D_lambda, D_s, QNR (Vivone 2020 toolbox definition);
+* reduced resolution (Wald's protocol, :class:`pantiny.train.data.WaldScene`: MS and PAN filtered
+  with the sensor's MTF and decimated by 4, the original MS as reference): PSNR (dB, peak = the
+  sensor's max DN), SSIM, SAM (degrees), ERGAS;
+* full resolution (no reference, the original files): D_lambda, D_s, QNR (Vivone 2020 toolbox
+  definition of :func:`pantiny.metrics.qnr`);
 
-for the model, EXP (the bicubic-upsampled MS) and every method in ``pantiny.classical.METHODS``.
+for the model, EXP (the bicubic-upsampled MS, the model's own input) and every method of
+``pantiny.classical.METHODS``, all run through :func:`pantiny.pansharpen`. Scores are averaged over
+the scenes of each sensor and printed as one markdown table per sensor.
 
-    python benchmarks/eval_heldout.py CHECKPOINT_OR_NAME FOLDER [--sensor wv3] [--methods brovey gsa]
+``--rows A B`` scores only that band of each scene (fractions of its height), e.g. the part a
+training config held out (``rows = [0.8, 1.0]``), so training rows are never scored.
+
+    python benchmarks/eval_heldout.py MODEL FOLDER [--sensor wv3] [--rows 0.8 1.0] [--methods brovey gsa]
+        MODEL: a training checkpoint.pt, a .safetensors file, or a manifest name (--manifest FILE)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 import pantiny
+from pantiny import io as rio_io
 from pantiny import metrics
 from pantiny.classical import METHODS
 from pantiny.cli import find_pairs
-from pantiny.mtf import mtf_degrade
+from pantiny.models import build_model
 from pantiny.resample import upsample
 from pantiny.train.data import WaldScene
 from pantiny.train.loop import load_checkpoint
-from pantiny.models import build_model
 from pantiny.weights import load_model
 
+RR_KEYS = ("psnr", "ssim", "sam_deg", "ergas")
+FR_KEYS = ("d_lambda", "d_s", "qnr")
 
-def model_from(spec: str) -> torch.nn.Module:
+
+def model_from(spec: str, manifest: Optional[str] = None) -> torch.nn.Module:
+    """A model in eval mode from a training checkpoint (.pt), a .safetensors file or a manifest name."""
     if spec.endswith(".pt"):
         ck = load_checkpoint(spec)
         m = build_model(ck["model_name"])
         m.load_state_dict(ck["model"])
         return m.eval()
-    return load_model(spec)
+    return load_model(spec, manifest_path=manifest)
 
 
-def score_scene(pan: Path, ms: Path, sensor: str | None, net: torch.nn.Module, methods: List[str]) -> Dict[str, Dict[str, float]]:
-    scene = WaldScene(pan, ms, sensor)
+def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module, methods: Sequence[str],
+                rows: Tuple[float, float] = (0.0, 1.0)) -> Tuple[str, Dict[str, Dict[str, float]]]:
+    """``(sensor name, {method: {metric: value}})`` for one scene (the ``rows`` band of it)."""
+    scene = WaldScene(pan, ms, sensor, rows=rows)
     s, scale = scene.sensor, scene.scale
-    gt, _, pan_lr = scene.full()
-    ms_lr = mtf_degrade(gt[None], s.model_mtf)[0]
-    rows: Dict[str, Dict[str, float]] = {}
-    # Reduced resolution: everything in DN of the sensor, model bands R, G, B, NIR.
     kw = dict(sensor=s.name, bands=[0, 1, 2, 3], scale=scale, tile=512, overlap=64)
-    rr_inputs = ((pan_lr * scale).numpy(), (ms_lr * scale).numpy())
-    outputs = {"EXP": upsample(ms_lr[None], 4)[0].numpy() * scale,
-               "pantiny": pantiny.pansharpen(*rr_inputs, model=net, **kw)}
-    for m in methods:
-        outputs[m] = pantiny.pansharpen(*rr_inputs, method=m, **kw)
-    ref = gt.numpy() * scale
-    for name, out in outputs.items():
-        rows[name] = {"psnr": metrics.psnr(out, ref, data_range=scale), "ssim": metrics.ssim(out, ref, data_range=scale),
-                      "sam_deg": metrics.sam(out, ref, degrees=True), "ergas": metrics.ergas(out, ref, ratio=4)}
-    # Full resolution: the original files, scored with the toolbox QNR on the model bands.
-    import rasterio
+    scores: Dict[str, Dict[str, float]] = defaultdict(dict)
 
-    with rasterio.open(ms) as ds:
-        ms_full = ds.read([b + 1 for b in s.model_bands]).astype(np.float32)
-    with rasterio.open(pan) as ds:
-        pan_full = ds.read().astype(np.float32)
-    fr = {"EXP": upsample(torch.from_numpy(ms_full)[None], 4)[0].numpy(),
+    # Reduced resolution, in DN, model bands in model order (inputs are 4-band R,G,B,NIR arrays).
+    pan_lr, ms_lr = (scene.pan * scale).numpy(), (scene.ms_lr * scale).numpy()
+    ref = scene.gt.numpy() * scale
+    outputs = {"EXP": scene.lms.numpy() * scale, "pantiny": pantiny.pansharpen(pan_lr, ms_lr, model=net, **kw)}
+    for m in methods:
+        outputs[m] = pantiny.pansharpen(pan_lr, ms_lr, method=m, **kw)
+    for name, out in outputs.items():
+        scores[name].update(psnr=metrics.psnr(out, ref, data_range=scale), ssim=metrics.ssim(out, ref, data_range=scale),
+                            sam_deg=metrics.sam(out, ref, degrees=True), ergas=metrics.ergas(out, ref, ratio=4))
+
+    # Full resolution: the same rows of the original files (whole ratio-blocks).
+    r = scene.ratio
+    info = rio_io.raster_info(ms)
+    h = min(info.height, rio_io.raster_info(pan).height // r)
+    w = min(info.width, rio_io.raster_info(pan).width // r)
+    h, w = h - h % r, w - w % r  # the rounding WaldScene uses, so RR and FR score the same rows
+    r0, r1 = int(round(rows[0] * h / r)) * r, int(round(rows[1] * h / r)) * r
+    ms_full = rio_io.read(ms, window=(r0, 0, r1 - r0, w), bands=s.model_bands).astype(np.float32)
+    pan_full = rio_io.read(pan, window=(r0 * r, 0, (r1 - r0) * r, w * r)).astype(np.float32)
+    fr = {"EXP": upsample(torch.from_numpy(ms_full)[None], r)[0].numpy(),
           "pantiny": pantiny.pansharpen(pan_full, ms_full, model=net, **kw)}
     for m in methods:
         fr[m] = pantiny.pansharpen(pan_full, ms_full, method=m, **kw)
     for name, out in fr.items():
-        q = metrics.qnr(out, ms_full, pan_full)
-        rows[name].update({"d_lambda": q.d_lambda, "d_s": q.d_s, "qnr": q.qnr})
-    return rows
+        q = metrics.qnr(out, ms_full, pan_full)  # toolbox QNR: needs no sensor (MS already the 4 model bands)
+        scores[name].update(d_lambda=q.d_lambda, d_s=q.d_s, qnr=q.qnr)
+    return s.name, dict(scores)
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="checkpoint.pt of a training run, a .safetensors file or a manifest name")
-    ap.add_argument("folder", type=Path)
-    ap.add_argument("--sensor", default=None)
-    ap.add_argument("--methods", nargs="*", default=sorted(METHODS))
-    args = ap.parse_args()
-    net = model_from(args.model)
-    per_sensor: Dict[str, Dict[str, List[Dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
+    ap.add_argument("folder", type=Path, help="folder of <stem>_pan.tif / <stem>_ms.tif pairs")
+    ap.add_argument("--sensor", default=None, help="sensor of all scenes (default: each MS file's SENSOR tag)")
+    ap.add_argument("--rows", type=float, nargs=2, default=(0.0, 1.0), metavar=("A", "B"),
+                    help="score only this band of each scene (fractions of its height)")
+    ap.add_argument("--methods", nargs="*", default=sorted(METHODS), help="classical methods (default: all)")
+    ap.add_argument("--manifest", default=None, help="weights manifest for a model name")
+    ap.add_argument("--json", type=Path, default=None, help="also write the per-scene scores as JSON")
+    args = ap.parse_args(argv)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}; available: {sorted(METHODS)}")
+    if not args.folder.is_dir():
+        raise SystemExit(f"no such folder: {args.folder}")
     pairs = find_pairs(args.folder)
     if not pairs:
         raise SystemExit(f"no <stem>_pan.tif / <stem>_ms.tif pairs in {args.folder}")
+    net = model_from(args.model, args.manifest)
+    per_sensor: Dict[str, Dict[str, List[Dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
+    per_scene = {}
     for pan, ms, stem in pairs:
-        sensor = args.sensor or pantiny.io.raster_info(ms).tags.get("SENSOR", "").lower() or None
-        for name, r in score_scene(pan, ms, sensor, net, args.methods).items():
-            per_sensor[sensor or "?"][name].append(r)
-        print(f"scored {stem}")
-    keys = ["psnr", "ssim", "sam_deg", "ergas", "d_lambda", "d_s", "qnr"]
+        sensor, scores = score_scene(pan, ms, args.sensor, net, args.methods, tuple(args.rows))
+        per_scene[stem] = {"sensor": sensor, "scores": scores}
+        for name, sc in scores.items():
+            per_sensor[sensor][name].append(sc)
+        print(f"scored {stem} ({sensor})", flush=True)
+    keys = RR_KEYS + FR_KEYS
     for sensor, by_method in per_sensor.items():
-        print(f"\n### {sensor} ({len(next(iter(by_method.values())))} scene(s))\n")
-        print("| method | RR PSNR | RR SSIM | RR SAM (deg) | RR ERGAS | D_lambda | D_s | QNR |")
+        n = len(next(iter(by_method.values())))
+        print(f"\n### {sensor}: {n} scene(s), rows {args.rows[0]:g}-{args.rows[1]:g}\n")
+        print("| method | RR PSNR (dB) ↑ | RR SSIM ↑ | RR SAM (°) ↓ | RR ERGAS ↓ | D_λ ↓ | D_s ↓ | QNR ↑ |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, rs in by_method.items():
             mean = {k: float(np.mean([r[k] for r in rs])) for k in keys}
-            print(f"| {name} | " + " | ".join(f"{mean[k]:.4f}" for k in keys) + " |")
+            print(f"| {name} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['sam_deg']:.3f} | {mean['ergas']:.3f} | "
+                  f"{mean['d_lambda']:.4f} | {mean['d_s']:.4f} | {mean['qnr']:.4f} |")
+    if args.json is not None:
+        args.json.write_text(json.dumps(per_scene, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,30 +1,36 @@
-"""``pantiny train run|export``: registered into the main ``pantiny`` command line."""
+"""``pantiny train run|export``: registered into the main ``pantiny`` command line.
+
+Imports nothing heavy at module level (no torch, no h5py), so ``pantiny --help`` stays fast and works
+without the ``train`` extra.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import from_dict, load_config
     from .loop import train
 
     cfg = load_config(args.config)
-    if args.steps is not None:
-        cfg.run.steps = args.steps
+    overrides = {k: getattr(args, k) for k in ("steps", "batch", "seed", "device") if getattr(args, k) is not None}
     if args.out is not None:
-        from pathlib import Path
-
-        cfg.run.out = str(Path(args.out).resolve())
-    if args.device is not None:
-        cfg.run.device = args.device
+        overrides["out"] = str(Path(args.out).resolve())
+    if overrides:  # re-validate through the same checks as the file
+        d = cfg.to_dict()
+        d["run"].update(overrides)
+        cfg = from_dict(d, Path(args.config).resolve().parent)
     summary = train(cfg, resume=not args.no_resume, progress=not args.quiet)
-    print(f"trained {summary['step']}/{summary['steps']} steps; checkpoint {summary['checkpoint']}; log {summary['log']}")
-    if summary["val"]:
-        for sensor, m in sorted(summary["val"].items()):
-            print(f"  val {sensor}: PSNR {m['psnr']:.2f} dB (EXP {m['exp_psnr']:.2f}), SAM {m['sam_deg']:.3f} deg "
-                  f"(EXP {m['exp_sam_deg']:.3f}), ERGAS {m['ergas']:.3f} (EXP {m['exp_ergas']:.3f})")
+    print(f"trained {summary['step']}/{summary['steps']} steps; checkpoint {summary['checkpoint']}; "
+          f"log {summary['log']}")
+    for sensor, m in sorted((summary["val"] or {}).items()):
+        print(f"  val {sensor} ({int(m['n'])} sample(s)): PSNR {m['psnr']:.2f} dB (EXP {m['exp_psnr']:.2f}), "
+              f"SAM {m['sam_deg']:.3f} deg (EXP {m['exp_sam_deg']:.3f}), "
+              f"ERGAS {m['ergas']:.3f} (EXP {m['exp_ergas']:.3f})")
     return 0
 
 
@@ -32,19 +38,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
     entry = export(args.checkpoint, args.name, args.out, manifest=args.manifest, description=args.description)
-    print(f"wrote {args.out} ({entry['size']} bytes, sha256 {entry['sha256'][:12]}...) as {entry['name']!r}")
+    print(f"wrote {args.out} ({entry['size']} bytes, sha256 {entry['sha256'][:12]}...) as {entry['name']!r} "
+          f"in {args.manifest or 'the package manifest'}")
     if args.json:
         print(json.dumps(entry, indent=2))
     return 0
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
+    """Add the ``train`` command (with ``run`` and ``export``) to the main parser's subparsers."""
     p = sub.add_parser("train", help="train a model (pantiny train run --config cfg.toml) or export a checkpoint")
     tsub = p.add_subparsers(dest="train_command", metavar="ACTION")
     tsub.required = True
     r = tsub.add_parser("run", help="train (or resume) the run a TOML config describes")
-    r.add_argument("--config", required=True, help="TOML file (see pantiny.train.config)")
+    r.add_argument("--config", required=True, help="TOML file (format: pantiny.train.config)")
     r.add_argument("--steps", type=int, default=None, help="override [run] steps")
+    r.add_argument("--batch", type=int, default=None, help="override [run] batch")
+    r.add_argument("--seed", type=int, default=None, help="override [run] seed")
     r.add_argument("--out", default=None, help="override [run] out (run folder)")
     r.add_argument("--device", default=None, help="override [run] device: auto, cpu, cuda")
     r.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
@@ -52,7 +62,7 @@ def register(sub) -> None:
     r.set_defaults(func=_cmd_run)
     e = tsub.add_parser("export", help="write a checkpoint as safetensors and add it to a weights manifest")
     e.add_argument("checkpoint", help="checkpoint.pt of a run")
-    e.add_argument("--name", required=True, help="manifest name, e.g. pantiny-big")
+    e.add_argument("--name", required=True, help="manifest name, e.g. my-model")
     e.add_argument("--out", required=True, help="output .safetensors file")
     e.add_argument("--manifest", default=None, help="weights_manifest.json to update (default: the package's)")
     e.add_argument("--description", default="", help="free text stored in the manifest entry")

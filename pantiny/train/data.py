@@ -1,12 +1,18 @@
-"""Training data: reduced-resolution samples from HDF5 cubes or Wald-degraded GeoTIFF scenes.
+"""Training data: reduced-resolution samples from PanCollection HDF5 cubes or Wald-degraded GeoTIFF scenes.
 
-A *sample* is ``(gt (4,h,w), lms (4,h,w), pan (1,h,w))`` float32 tensors in the model's unit range
-(DN / sensor scale), bands in model order R, G, B, NIR: ``gt`` the reference MS, ``lms`` the
-degraded MS upsampled back onto the PAN grid, ``pan`` the degraded PAN on the same grid.
+A *sample* is ``(gt, lms, pan)``: float32 tensors of shapes (4,h,w), (4,h,w), (1,h,w) in the model's
+unit range (digital number / sensor scale), bands in model order R, G, B, NIR:
 
-Every dataset draws its patches from a ``numpy.random.Generator`` it is handed, so the
-sampler (:mod:`pantiny.train.mixing`) alone decides what batch ``k`` is: training can stop and resume
-at any step and see exactly the same data.
+* ``gt``: the reference MS,
+* ``lms``: the degraded MS upsampled back onto the reference grid (the model's ``ms_up`` input),
+* ``pan``: the degraded PAN on the same grid.
+
+Every dataset draws its patches from a ``numpy.random.Generator`` it is handed, so the sampler
+(:mod:`pantiny.train.mixing`) alone decides what batch ``k`` is: training can stop and resume at any
+step and see exactly the same data.
+
+Public: :class:`WaldScene`, :class:`H5Dataset`, :class:`Source` (one ``[[data]]`` entry of a config),
+:func:`augment`.
 """
 
 from __future__ import annotations
@@ -14,21 +20,30 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .. import io as rio_io
 from ..mtf import mtf_degrade
-from ..resample import upsample
+from ..resample import downsample_bicubic, upsample
 from ..sensors import Sensor, get_sensor
 
+#: ``(gt (4,h,w), lms (4,h,w), pan (1,h,w))``, float32, unit range.
 Sample = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+#: How the PAN of a Wald pair is degraded: ``"mtf"`` = sensor PAN MTF filter + decimation (Vivone
+#: toolbox 1.0), ``"bicubic"`` = antialiased bicubic reduction (MATLAB ``imresize``, toolbox 2020).
+PAN_FILTERS = ("mtf", "bicubic")
+
+#: A reduced-resolution pixel counts as touched by nodata when the nodata indicator, passed through
+#: the same degradation as the data, weighs more than this in it.
+NODATA_INFLUENCE = 1e-3
 
 
 def augment(sample: Sample, rng: np.random.Generator) -> Sample:
-    """Same random flip / 90-degree rotation (one of the 8 dihedral transforms) applied to all parts."""
+    """Apply one random element of the 8 dihedral transforms (rot90 k times, optional flip) to all parts."""
     k, flip = int(rng.integers(4)), bool(rng.integers(2))
 
     def t(x: torch.Tensor) -> torch.Tensor:
@@ -39,6 +54,7 @@ def augment(sample: Sample, rng: np.random.Generator) -> Sample:
 
 
 def _crop(sample: Sample, patch: Optional[int], rng: np.random.Generator) -> Sample:
+    """A uniformly placed ``patch`` x ``patch`` crop of all parts (the whole sample if ``patch`` is None)."""
     h, w = sample[0].shape[-2:]
     if patch is None or (patch == h and patch == w):
         return sample
@@ -48,131 +64,308 @@ def _crop(sample: Sample, patch: Optional[int], rng: np.random.Generator) -> Sam
     return tuple(x[..., r:r + patch, c:c + patch] for x in sample)  # type: ignore[return-value]
 
 
+def clean_corners(bad: np.ndarray, patch: int) -> np.ndarray:
+    """Flat indices ``r * W + c`` of the top-left corners of all ``patch`` x ``patch`` windows of the
+    (H,W) boolean mask ``bad`` that contain no ``True`` pixel (summed-area table, O(H*W))."""
+    h, w = bad.shape
+    if patch > h or patch > w:
+        return np.zeros(0, dtype=np.int64)
+    s = np.zeros((h + 1, w + 1), dtype=np.int64)
+    s[1:, 1:] = np.cumsum(np.cumsum(bad, 0), 1)
+    win = s[patch:, patch:] - s[:-patch, patch:] - s[patch:, :-patch] + s[:-patch, :-patch]
+    rows, cols = np.nonzero(win == 0)
+    return rows * w + cols
+
+
 class WaldScene:
     """Reduced-resolution training pairs from one full-resolution PAN/MS GeoTIFF pair (Wald's protocol).
 
-    The original MS (model bands) is the reference ``gt``; the inputs are the MS and the PAN each
-    filtered with the sensor's MTF (Gaussian matched to the gain at Nyquist, :mod:`pantiny.mtf`) and
-    decimated by ``ratio``, the MS then bicubic-upsampled back to the reference grid. So the pairs
+    The original MS (the 4 model bands, unit range) is the reference ``gt``; the inputs are the MS
+    filtered with the sensor's MTF (Gaussian matched to each band's gain at Nyquist,
+    :func:`pantiny.mtf.mtf_degrade`), decimated by ``ratio`` and bicubic-upsampled back
+    (:func:`pantiny.resample.upsample`), and the PAN degraded by ``ratio`` (``pan_filter``). The pairs
     live at MS resolution: a 320x320 MS scene gives a 320x320 reduced-resolution scene.
 
-    ``rows`` keeps a band of the scene, as fractions of its height (e.g. ``(0, 0.8)`` for training,
-    ``(0.8, 1)`` held out), so one scene can give disjoint train / validation parts.
+    Args:
+        pan, ms: GeoTIFF paths of the full-resolution pair (PAN grid ``ratio`` times finer).
+        sensor: sensor table key; default the MS file's ``SENSOR`` tag.
+        ratio: PAN/MS resolution ratio.
+        rows: the band of the scene to use, as fractions of its height, e.g. ``(0, 0.8)`` for training
+            and ``(0.8, 1)`` held out. Rounded to multiples of ``ratio`` MS rows. Each band is read
+            and degraded on its own, so no pixel of one band influences the other.
+        scale: DN mapped to 1.0 (default: the sensor's maximum, e.g. 2047).
+        pan_filter: ``"mtf"`` (default) or ``"bicubic"``, see :data:`PAN_FILTERS`.
+        nodata: DN marking missing pixels (default: the files' nodata values). Pixels that are nodata,
+            or whose degraded inputs are influenced by nodata, are never drawn into a patch.
+
+    Attributes:
+        gt, lms: (4,h,w) float32; pan: (1,h,w) float32; ms_lr: (4,h/ratio,w/ratio) float32, the
+        degraded MS before upsampling; bad: (h,w) bool numpy mask of unusable pixels.
     """
 
-    def __init__(self, pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]", sensor: "str | Sensor | None" = None,
-                 *, ratio: int = 4, rows: Tuple[float, float] = (0.0, 1.0), scale: Optional[float] = None) -> None:
+    def __init__(self, pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]",
+                 sensor: "str | Sensor | None" = None, *, ratio: int = 4, rows: Tuple[float, float] = (0.0, 1.0),
+                 scale: Optional[float] = None, pan_filter: str = "mtf", nodata: Optional[float] = None) -> None:
+        if pan_filter not in PAN_FILTERS:
+            raise ValueError(f"pan_filter must be one of {PAN_FILTERS}, got {pan_filter!r}")
+        if len(rows) != 2 or not 0.0 <= rows[0] < rows[1] <= 1.0:
+            raise ValueError(f"rows must be two fractions 0 <= start < end <= 1, got {list(rows)}")
         pan_info, ms_info = rio_io.raster_info(pan), rio_io.raster_info(ms)
         rio_io.check_pair(pan_info, ms_info, ratio)
-        self.sensor = get_sensor(sensor or ms_info.tags.get("SENSOR") or _no_sensor(ms))
+        tag = ms_info.tags.get("SENSOR")
+        if sensor is None and not tag:
+            raise ValueError(f"{ms} has no SENSOR tag: give the scene's sensor (sensor = \"wv3\" in the config)")
+        self.sensor = get_sensor(sensor if sensor is not None else tag)  # type: ignore[arg-type]
         if ms_info.count != self.sensor.n_bands:
             raise ValueError(f"{ms}: {ms_info.count} bands but sensor {self.sensor.name!r} has {self.sensor.n_bands}")
         self.scale = float(scale or self.sensor.max_value or 2047.0)
-        self.name = f"{self.sensor.name}:{Path(ms).name}"
-        gt = torch.from_numpy(rio_io.read(ms, bands=self.sensor.model_bands).astype(np.float32) / self.scale)
-        p = torch.from_numpy(rio_io.read(pan).astype(np.float32) / self.scale)
-        h, w = gt.shape[-2:]
-        p = p[:, :h * ratio, :w * ratio]
+        self.ratio = ratio
+        self.rows = (float(rows[0]), float(rows[1]))
+        self.name = f"{self.sensor.name}:{Path(ms).name}[{rows[0]:g}:{rows[1]:g}]"
+
+        # MS pixels fully covered by PAN, in whole ratio-blocks (so decimation + upsampling round-trip)
+        h = min(ms_info.height, pan_info.height // ratio)
+        w = min(ms_info.width, pan_info.width // ratio)
+        h, w = h - h % ratio, w - w % ratio
+        r0 = int(round(rows[0] * h / ratio)) * ratio
+        r1 = int(round(rows[1] * h / ratio)) * ratio
+        if r1 - r0 < 4 * ratio or w < 4 * ratio:
+            raise ValueError(f"rows={list(rows)} leaves a {r1 - r0}x{w} part of {ms}: too small "
+                             f"(need at least {4 * ratio} MS pixels each way)")
+        ms_dn = rio_io.read(ms, window=(r0, 0, r1 - r0, w), bands=self.sensor.model_bands).astype(np.float32)
+        pan_dn = rio_io.read(pan, window=(r0 * ratio, 0, (r1 - r0) * ratio, w * ratio)).astype(np.float32)
+        gt = torch.from_numpy(ms_dn / self.scale)
+        p = torch.from_numpy(pan_dn / self.scale)
+
         ms_lr = mtf_degrade(gt[None], self.sensor.model_mtf, ratio)
-        pan_lr = mtf_degrade(p[None], self.sensor.mtf_pan, ratio)[0]
-        lms = upsample(ms_lr, ratio)[0]
-        r0, r1 = int(round(rows[0] * h)), int(round(rows[1] * h))
-        if r1 - r0 < 8:
-            raise ValueError(f"rows={rows} leaves {r1 - r0} rows of {ms}: too few")
-        self.gt, self.lms, self.pan = gt[:, r0:r1], lms[:, r0:r1], pan_lr[:, r0:r1]
+        if pan_filter == "mtf":
+            pan_lr = mtf_degrade(p[None], self.sensor.mtf_pan, ratio)
+        else:
+            pan_lr = downsample_bicubic(p[None], ratio)
+        self.gt = gt.contiguous()
+        self.ms_lr = ms_lr[0].contiguous()
+        self.lms = upsample(ms_lr, ratio)[0].contiguous()
+        self.pan = pan_lr[0].contiguous()
+
+        ms_nd = nodata if nodata is not None else ms_info.nodata
+        pan_nd = nodata if nodata is not None else pan_info.nodata
+        self.bad = np.zeros(self.gt.shape[-2:], dtype=bool)
+        if ms_nd is not None:
+            inv = torch.from_numpy(np.all(ms_dn == ms_nd, axis=0).astype(np.float32))[None, None]
+            if bool(inv.any()):
+                spread = upsample(mtf_degrade(inv, min(self.sensor.model_mtf), ratio), ratio)[0, 0].abs()
+                self.bad |= inv[0, 0].numpy() > 0
+                self.bad |= spread.numpy() > NODATA_INFLUENCE
+        if pan_nd is not None:
+            inv = torch.from_numpy((pan_dn == pan_nd).astype(np.float32))[None]
+            if bool(inv.any()):
+                if pan_filter == "mtf":
+                    spread = mtf_degrade(inv, self.sensor.mtf_pan, ratio)[0, 0].abs()
+                else:
+                    spread = downsample_bicubic(inv, ratio)[0, 0].abs()
+                self.bad |= spread.numpy() > NODATA_INFLUENCE
+        self._corners: Dict[int, np.ndarray] = {}
+
+    @property
+    def has_nodata(self) -> bool:
+        """True when some pixels of this part are unusable (nodata or influenced by it)."""
+        return bool(self.bad.any())
+
+    def _clean(self, patch: int) -> np.ndarray:
+        if patch not in self._corners:
+            self._corners[patch] = clean_corners(self.bad, patch)
+        return self._corners[patch]
+
+    def size(self, patch: Optional[int]) -> int:
+        """How many non-overlapping ``patch``-sized samples the usable area holds (>= 1): its weight
+        in a plain concatenation, as if the scene had been cut into tiles."""
+        h, w = self.gt.shape[-2:]
+        if patch is None:
+            return 1
+        return max(1, int((h * w - int(self.bad.sum())) // (patch * patch)))
 
     def __len__(self) -> int:
         return 1
 
     def draw(self, rng: np.random.Generator, patch: Optional[int]) -> Sample:
-        return _crop((self.gt, self.lms, self.pan), patch, rng)
+        """One ``patch`` x ``patch`` sample at a uniformly drawn position free of nodata."""
+        if patch is None:
+            if self.has_nodata:
+                raise ValueError(f"{self.name} contains nodata: set a patch size to train on its clean parts")
+            return self.full()
+        corners = self._clean(patch)
+        if corners.size == 0:
+            raise ValueError(f"{self.name}: no {patch}x{patch} patch free of nodata (part is "
+                             f"{self.gt.shape[-2]}x{self.gt.shape[-1]})")
+        r, c = divmod(int(corners[int(rng.integers(corners.size))]), self.gt.shape[-1])
+        return tuple(x[..., r:r + patch, c:c + patch] for x in self.full())  # type: ignore[return-value]
 
     def full(self) -> Sample:
+        """The whole reduced-resolution part ``(gt, lms, pan)``."""
         return self.gt, self.lms, self.pan
 
-
-def _no_sensor(path: "str | os.PathLike[str]") -> str:
-    raise ValueError(f"{path} has no SENSOR tag: give the scene's sensor in the config (sensor = \"wv3\")")
+    def eval_samples(self, patch: int) -> List[Sample]:
+        """Validation samples: the whole part when it is free of nodata, else its nodata-free tiles of
+        a non-overlapping grid, ``patch`` pixels wide or, when no such tile exists, the largest of
+        patch/2, patch/4, ... (>= 16) that has one. Empty when none exists."""
+        if not self.has_nodata:
+            return [self.full()]
+        h, w = self.gt.shape[-2:]
+        size = int(patch)
+        while True:
+            out = []
+            for r in range(0, h - size + 1, size):
+                for c in range(0, w - size + 1, size):
+                    if not self.bad[r:r + size, c:c + size].any():
+                        out.append(tuple(x[..., r:r + size, c:c + size] for x in self.full()))
+            if out or size // 2 < 16:
+                return out  # type: ignore[return-value]
+            size //= 2
 
 
 class H5Dataset:
-    """PanCollection-format HDF5 (``gt``, ``lms``, ``pan`` [, ``ms``], N x C x H x W, DN).
+    """PanCollection-format HDF5 (datasets ``gt``, ``lms``, ``pan`` [, ``ms``]; N x C x H x W; DN).
 
-    8-band cubes are reduced to the model's R, G, B, NIR with the sensor table; values are divided by
-    ``scale`` (default: the sensor's max DN, 2047 for WV2/WV3/QB, 1023 for GF2). Read lazily:
-    only the drawn samples are loaded, so the file may be larger than memory.
+    The cube's bands are reduced to the model's R, G, B, NIR: by ``bands`` (0-based indices in that
+    order) when given, else by the sensor table (8-band WorldView cubes: Coastal..NIR2 -> bands
+    4, 2, 1, 6; 4-band B,G,R,NIR cubes: 2, 1, 0, 3). Values are divided by ``scale`` (default: the
+    sensor's maximum DN: 2047 for WV2/WV3/QB, 1023 for GF2). h5py is imported here only (the
+    ``train`` extra), and samples are read on demand, so the file may be larger than memory.
     """
 
-    def __init__(self, path: "str | os.PathLike[str]", sensor: "str | Sensor", *, scale: Optional[float] = None) -> None:
+    def __init__(self, path: "str | os.PathLike[str]", sensor: "str | Sensor", *, scale: Optional[float] = None,
+                 bands: Optional[Sequence[int]] = None) -> None:
         try:
             import h5py
         except ImportError:  # pragma: no cover - depends on the install
-            raise ImportError("reading HDF5 needs h5py: pip install 'pantiny[train]'") from None
+            raise RuntimeError("reading HDF5 training data needs h5py: pip install 'pantiny[train]'") from None
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no such HDF5 file: {self.path}")
         self.sensor = get_sensor(sensor)
         self.scale = float(scale or self.sensor.max_value or 2047.0)
         self.name = f"{self.sensor.name}:{self.path.name}"
-        self._h5 = h5py.File(self.path, "r")
+        try:
+            self._h5: Any = h5py.File(self.path, "r")
+        except OSError as e:
+            raise ValueError(f"{self.path} is not a readable HDF5 file: {e}") from None
         missing = [k for k in ("gt", "lms", "pan") if k not in self._h5]
         if missing:
+            self.close()
             raise ValueError(f"{self.path} lacks dataset(s) {missing}: expected PanCollection keys gt, ms, lms, pan")
         gt, lms, pan = self._h5["gt"], self._h5["lms"], self._h5["pan"]
-        if gt.ndim != 4 or gt.shape != lms.shape or pan.shape[0] != gt.shape[0] or pan.shape[1] != 1 \
-                or pan.shape[2:] != gt.shape[2:]:
-            raise ValueError(f"{self.path}: inconsistent shapes gt {gt.shape}, lms {lms.shape}, pan {pan.shape} "
-                             "(expected N x C x H x W, pan N x 1 x H x W)")
-        if gt.shape[1] == self.sensor.n_bands:
-            self.bands: Sequence[int] = list(self.sensor.model_bands)
-        elif gt.shape[1] == 4:
-            self.bands = [0, 1, 2, 3]
+        ok = (gt.ndim == 4 and gt.shape == lms.shape and pan.ndim == 4 and pan.shape[0] == gt.shape[0]
+              and pan.shape[1] == 1 and pan.shape[2:] == gt.shape[2:])
+        if "ms" in self._h5:
+            ms = self._h5["ms"]
+            ok = ok and ms.ndim == 4 and ms.shape[:2] == gt.shape[:2]
+        if not ok or gt.shape[0] == 0:
+            shapes = {k: tuple(self._h5[k].shape) for k in ("gt", "ms", "lms", "pan") if k in self._h5}
+            self.close()
+            raise ValueError(f"{self.path}: inconsistent shapes {shapes} (expected N x C x H x W with N > 0, "
+                             "lms like gt, pan N x 1 x H x W, ms N x C x H/r x W/r)")
+        c = gt.shape[1]
+        if bands is not None:
+            idx = [int(b) for b in bands]
+            if len(idx) != 4 or len(set(idx)) != 4 or not all(0 <= b < c for b in idx):
+                self.close()
+                raise ValueError(f"{self.path}: bands must be 4 distinct indices in 0..{c - 1}, got {list(bands)}")
+            self.bands: List[int] = idx
+        elif c == self.sensor.n_bands:
+            self.bands = list(self.sensor.model_bands)
         else:
-            raise ValueError(f"{self.path}: {gt.shape[1]} bands, sensor {self.sensor.name!r} has {self.sensor.n_bands}")
+            self.close()
+            raise ValueError(f"{self.path}: {c} bands but sensor {self.sensor.name!r} has {self.sensor.n_bands}; "
+                             "give bands = [r, g, b, nir] for this cube")
+
+    def close(self) -> None:
+        """Close the HDF5 file."""
+        if getattr(self, "_h5", None) is not None:
+            self._h5.close()
+            self._h5 = None
 
     def __len__(self) -> int:
         return int(self._h5["gt"].shape[0])
 
+    def size(self, patch: Optional[int]) -> int:
+        """Weight in a plain concatenation: the number of cubes."""
+        return len(self)
+
     def get(self, i: int) -> Sample:
+        """Sample ``i`` (model bands, unit range), read from disk."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"sample {i} out of range for {self.name} ({len(self)} samples)")
+
         def load(key: str, bands: Optional[Sequence[int]]) -> torch.Tensor:
             a = np.asarray(self._h5[key][i], dtype=np.float32)
             if bands is not None:
                 a = a[list(bands)]
-            return torch.from_numpy(a / self.scale)
+            return torch.from_numpy(np.ascontiguousarray(a / np.float32(self.scale)))
 
         return load("gt", self.bands), load("lms", self.bands), load("pan", None)
 
     def draw(self, rng: np.random.Generator, patch: Optional[int]) -> Sample:
+        """A uniformly drawn cube, cropped to ``patch`` at a uniform position."""
         return _crop(self.get(int(rng.integers(len(self)))), patch, rng)
 
-    def full(self) -> Sample:
-        raise NotImplementedError("use get(i) for HDF5 samples")
+    def eval_samples(self, patch: int, limit: int = 16) -> List[Sample]:
+        """The first ``limit`` cubes, whole."""
+        return [self.get(i) for i in range(min(len(self), limit))]
 
 
 @dataclass(frozen=True)
 class Source:
-    """One entry of a training config's ``[[data]]`` list."""
+    """One ``[[data]]`` entry of a training config.
 
-    kind: str  # "geotiff" or "hdf5"
+    ``kind = "geotiff"`` needs ``pan`` and ``ms`` (a full-resolution pair, Wald-degraded by
+    :class:`WaldScene`, with ``rows``, ``pan_filter``); ``kind = "hdf5"`` needs ``path`` and ``sensor``.
+    ``split`` is ``"train"`` or ``"val"``; ``optional`` sources are skipped when their files are absent.
+    ``scale`` overrides the sensor's maximum DN, ``bands`` the sensor's R, G, B, NIR band map (HDF5).
+    """
+
+    kind: str
     sensor: Optional[str] = None
     pan: Optional[str] = None
     ms: Optional[str] = None
     path: Optional[str] = None
-    split: str = "train"  # "train" or "val"
+    split: str = "train"
     rows: Tuple[float, float] = (0.0, 1.0)
     optional: bool = False
+    scale: Optional[float] = None
+    bands: Optional[Tuple[int, ...]] = None
+    pan_filter: str = "mtf"
+
+    def files(self) -> List[Optional[str]]:
+        return [self.path] if self.kind == "hdf5" else [self.pan, self.ms]
 
     def exists(self) -> bool:
-        files = [self.path] if self.kind == "hdf5" else [self.pan, self.ms]
-        return all(f is not None and Path(f).is_file() for f in files)
+        """True when all files of the source are present."""
+        return all(f is not None and Path(f).is_file() for f in self.files())
+
+    def describe(self) -> Dict[str, Any]:
+        """What identifies the data (file names, not machine-specific paths), for logs and manifests."""
+        d: Dict[str, Any] = {"kind": self.kind, "sensor": self.sensor, "split": self.split,
+                             "files": [Path(f).name for f in self.files() if f]}
+        if self.kind == "geotiff":
+            d["rows"] = list(self.rows)
+            d["pan_filter"] = self.pan_filter
+        if self.scale is not None:
+            d["scale"] = self.scale
+        if self.bands is not None:
+            d["bands"] = list(self.bands)
+        return d
 
     def open(self) -> "WaldScene | H5Dataset":
+        """Open the dataset this entry describes."""
         if self.kind == "geotiff":
             if not (self.pan and self.ms):
                 raise ValueError("a geotiff data source needs pan = and ms = paths")
-            return WaldScene(self.pan, self.ms, self.sensor, rows=tuple(self.rows))  # type: ignore[arg-type]
+            if self.bands is not None:
+                raise ValueError("bands = is for hdf5 sources; a geotiff scene's bands come from its sensor")
+            return WaldScene(self.pan, self.ms, self.sensor, rows=tuple(self.rows),  # type: ignore[arg-type]
+                             scale=self.scale, pan_filter=self.pan_filter)
         if self.kind == "hdf5":
             if not (self.path and self.sensor):
                 raise ValueError("an hdf5 data source needs path = and sensor =")
-            return H5Dataset(self.path, self.sensor)
+            return H5Dataset(self.path, self.sensor, scale=self.scale, bands=self.bands)
         raise ValueError(f"unknown data kind {self.kind!r}: use 'geotiff' or 'hdf5'")

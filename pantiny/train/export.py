@@ -5,57 +5,79 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from ..models import build_model
-from ..weights import MANIFEST_PATH, save_weights, upsert_manifest_entry
+from ..weights import MANIFEST_PATH, PACKAGE_DIR, save_weights, upsert_manifest_entry
 from .loop import load_checkpoint
 
 NORMALISATION = ("DN / sensor maximum (2047 for 11-bit WV2/WV3/QB/IKONOS, 1023 for 10-bit GF2, 255 for "
                  "8-bit); MS bicubic-upsampled onto the PAN grid; bands R, G, B, NIR")
 
 
+def manifest_file_field(out: "str | os.PathLike[str]", manifest: "str | os.PathLike[str] | None") -> str:
+    """The ``file`` value under which :func:`pantiny.weights.resolve_weights_file` finds ``out``.
+
+    Relative paths are looked up beside the manifest, then in the package folder: so ``out`` is
+    written relative to the manifest's folder when it lies below it, relative to the package when
+    the package manifest is updated with a file inside the package, and absolute otherwise.
+    """
+    out_p = Path(out).resolve()
+    bases = [Path(manifest).resolve().parent] if manifest is not None else [MANIFEST_PATH.resolve().parent]
+    bases.append(PACKAGE_DIR.resolve())
+    for base in bases:
+        try:
+            return out_p.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(out_p)
+
+
 def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathLike[str]", *,
            manifest: "str | os.PathLike[str] | None" = None, description: str = "") -> Dict[str, Any]:
-    """Write ``out`` (safetensors) from ``checkpoint`` and add/replace entry ``name`` in the manifest.
+    """Write ``out`` (safetensors) from a training ``checkpoint`` and add/replace entry ``name`` in the
+    manifest (default: the package's ``weights_manifest.json``). Returns the entry.
 
-    The entry records file, sha256, byte size, architecture, bands, normalisation, the training data
-    and schedule (from the checkpoint's config) and the last per-sensor validation scores. Its
-    ``file`` is relative to the manifest's folder when ``out`` lies below it, else absolute.
+    The entry records name, architecture, file, sha256, byte size, bands, normalisation, the training
+    data actually used (sensors, files, splits), the schedule (steps done / planned, batch, patch,
+    seed, optimiser, loss) and the last per-sensor validation scores, so that
+    ``pantiny.weights.load_model(name, manifest_path=...)`` and ``pantiny.pansharpen(..., model=...)``
+    can use the weights.
     """
+    if not name or not name.strip() or "/" in name or name.endswith(".safetensors"):
+        raise ValueError(f"invalid weights name {name!r}: use a plain name such as 'my-model'")
+    if Path(out).suffix != ".safetensors":
+        raise ValueError(f"--out must name a .safetensors file, got {out}")
     ck = load_checkpoint(checkpoint)
     cfg = json.loads(ck["config"])
+    used = json.loads(ck["data_used"])
     model = build_model(ck["model_name"])
     model.load_state_dict(ck["model"])
     info = save_weights(model, out, architecture=ck["model_name"],
                         metadata={"name": name, "steps": ck["step"], "config": ck["config"]})
     man = Path(manifest) if manifest is not None else MANIFEST_PATH
-    out_p, base = Path(out).resolve(), man.resolve().parent
-    try:
-        rel = out_p.relative_to(base).as_posix()
-    except ValueError:
-        rel = str(out_p)
-    if manifest is None and out_p.parent.name == "weights" and out_p.parent.parent.name == "pantiny":
-        rel = f"weights/{out_p.name}"  # bundled in the wheel: resolved against the package folder
     entry = {
         "name": name,
         "architecture": ck["model_name"],
-        "file": rel,
+        "file": manifest_file_field(out, manifest),
         "sha256": info["sha256"],
         "size": info["size"],
         "bands": ["R", "G", "B", "NIR"],
         "normalisation": NORMALISATION,
         "description": description,
+        "steps": ck["step"],
+        "training_data": used,
         "training": {
-            "steps": ck["step"],
             "schedule_steps": cfg["run"]["steps"],
             "batch": cfg["run"]["batch"],
             "patch": cfg["run"]["patch"],
             "seed": cfg["run"]["seed"],
             "balance": cfg["run"]["balance"],
+            "augment": cfg["run"]["augment"],
             "optimiser": cfg["optim"],
             "loss": cfg["loss"],
-            "data": [{k: v for k, v in d.items() if v is not None} for d in cfg["data"]],
+            "pantiny_version": ck.get("versions", {}).get("pantiny"),
+            "torch_version": ck.get("versions", {}).get("torch"),
         },
         "metrics": ck.get("val") or {},
     }

@@ -1,12 +1,21 @@
 """The training loop: Adam + cosine schedule, resumable checkpoints, per-sensor validation, JSON-lines log.
 
-Outputs in ``run.out``: ``config.json`` (the resolved config), ``checkpoint.pt`` (model, optimiser,
-scheduler, step, last validation; rewritten atomically every ``checkpoint_every`` steps and at the
-end), ``log.jsonl`` (one JSON object per logged step and per validation).
+Outputs in ``run.out``:
 
-Resuming (the default when ``checkpoint.pt`` exists) restores everything needed to continue
-bit-for-bit: batches are a pure function of ``(seed, step)`` (:class:`~pantiny.train.mixing.Mixer`)
-and the model has no randomness of its own.
+* ``config.toml`` / ``config.json``: the resolved config (the TOML one can be run again as is);
+* ``checkpoint.pt``: model, optimiser, scheduler, torch RNG states, data position (the next batch
+  number), last validation, config and the data actually used; rewritten atomically every
+  ``checkpoint_every`` steps and at the end;
+* ``log.jsonl``: one JSON object per logged step (loss terms, lr, sensors drawn, patches/s) and per
+  validation (per sensor: PSNR, SAM, ERGAS, loss, with the same scores of EXP, the upsampled MS).
+
+Resuming (the default when ``checkpoint.pt`` exists) continues bit-for-bit: batches are a pure
+function of ``(seed, step)`` (:class:`~pantiny.train.mixing.Mixer`), the model has no randomness of
+its own, and everything stateful is in the checkpoint. Log lines written after the checkpoint (by
+an interrupted process) are dropped on resume, so the log reads like the one of an uninterrupted run.
+A checkpoint only resumes a run with the same model, schedule, loss, seed, batch, patch and training
+data; anything else is refused with the list of differences. Bit-identity holds on CPU; CUDA
+kernels (cuDNN) may be non-deterministic.
 """
 
 from __future__ import annotations
@@ -16,32 +25,42 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
 
+from .. import __version__ as PANTINY_VERSION
 from ..models import build_model
-from .config import TrainConfig
-from .data import H5Dataset, WaldScene
+from .config import TrainConfig, to_toml
 from .loss import CompositeLoss
 from .mixing import Mixer
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+FORMAT = "pantiny-train-1"
+
+#: [run] keys that may change between an interrupted run and its resumption.
+_FREE_RUN_KEYS = {"out", "device", "compile", "checkpoint_every", "validate_every", "log_every"}
 
 
 def pick_device(name: str) -> torch.device:
+    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
     return dev
 
 
 def open_sources(cfg: TrainConfig, split: str) -> List[Any]:
+    """Open the config's ``split`` sources (skipping absent optional ones); each gets ``.source``."""
     out = []
     for src in cfg.data:
         if src.split != split:
@@ -49,9 +68,11 @@ def open_sources(cfg: TrainConfig, split: str) -> List[Any]:
         if not src.exists():
             if src.optional:
                 continue
-            missing = src.path if src.kind == "hdf5" else f"{src.pan} / {src.ms}"
+            missing = ", ".join(str(f) for f in src.files() if not (f and Path(f).is_file()))
             raise FileNotFoundError(f"training data not found: {missing} (mark the source optional = true to skip it)")
-        out.append(src.open())
+        ds = src.open()
+        ds.source = src
+        out.append(ds)
     return out
 
 
@@ -60,6 +81,9 @@ def _atomic_save(obj: Dict[str, Any], path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the run from other users
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -67,46 +91,112 @@ def _atomic_save(obj: Dict[str, Any], path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: "str | Path") -> Dict[str, Any]:
+def load_checkpoint(path: "str | os.PathLike[str]") -> Dict[str, Any]:
     """Read a training checkpoint (tensors and plain Python values only: never unpickles code)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such checkpoint: {p}")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        ck = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"{p} is not a pantiny training checkpoint: {str(e).splitlines()[0]}") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise ValueError(f"{p} is not a pantiny training checkpoint (format {FORMAT!r} expected)")
+    return ck
+
+
+def _fingerprint(cfg: Dict[str, Any], used: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """What must not change for a resumed run to continue the interrupted one exactly."""
+    return {"run": {k: v for k, v in cfg["run"].items() if k not in _FREE_RUN_KEYS},
+            "optim": cfg["optim"], "loss": cfg["loss"],
+            "train_data": [d for d in used if d["split"] == "train"]}
+
+
+def _diff(a: Any, b: Any, where: str = "") -> List[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _diff(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
+        return out
+    return [] if a == b else [f"{where}: {a!r} -> {b!r}"]
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records of steps after ``step`` (written by a process that died before checkpointing)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by the interruption
+        if int(rec.get("step", 0)) <= step:
+            keep.append(line)
+    path.write_text("".join(x + "\n" for x in keep))
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, datasets: List[Any], device: torch.device, max_h5: int = 16) -> Dict[str, Dict[str, float]]:
-    """Per-sensor reduced-resolution scores of ``model`` (and of EXP, the upsampled MS) on held-out data.
+def validate(model: torch.nn.Module, datasets: List[Any], device: torch.device, *, patch: int = 64,
+             loss_fn: Optional[CompositeLoss] = None) -> Dict[str, Dict[str, float]]:
+    """Per-sensor reduced-resolution scores of ``model`` and of EXP (the upsampled MS) on held-out data.
 
-    Scores use :mod:`pantiny.metrics` on the unit range: PSNR (dB, peak 1), SAM (degrees), ERGAS.
+    Every dataset yields samples through ``eval_samples(patch)`` (whole scenes, or their nodata-free
+    tiles); scores use :mod:`pantiny.metrics` on the unit range and are averaged over samples:
+    ``psnr`` (dB, peak 1), ``sam_deg`` (degrees), ``ergas``, ``loss`` (the training loss, when
+    ``loss_fn`` is given), ``exp_*`` the same for EXP, ``n`` the number of samples.
     """
     from ..metrics import ergas, psnr, sam
 
     acc: Dict[str, Dict[str, List[float]]] = {}
+    was_training = model.training
     model.eval()
-    for d in datasets:
-        samples = [d.full()] if isinstance(d, WaldScene) else [d.get(i) for i in range(min(len(d), max_h5))]
-        for gt, lms, pan in samples:
-            pred = model(lms[None].to(device), pan[None].to(device))[0].float().cpu().clamp(0, None)
-            a = acc.setdefault(d.sensor.name, {})
-            for tag, img in (("", pred), ("exp_", lms)):
-                a.setdefault(tag + "psnr", []).append(psnr(img, gt, data_range=1.0))
-                a.setdefault(tag + "sam_deg", []).append(sam(img, gt, degrees=True))
-                a.setdefault(tag + "ergas", []).append(ergas(img, gt, ratio=4))
-    model.train()
-    return {s: {k: float(sum(v) / len(v)) for k, v in m.items()} for s, m in acc.items()}
+    try:
+        for d in datasets:
+            for gt, lms, pan in d.eval_samples(patch):
+                pred = model(lms[None].to(device), pan[None].to(device)).float().cpu()
+                a = acc.setdefault(d.sensor.name, {})
+                if loss_fn is not None:
+                    a.setdefault("loss", []).append(float(loss_fn(pred, gt[None])[0]))
+                    a.setdefault("exp_loss", []).append(float(loss_fn(lms[None], gt[None])[0]))
+                for tag, img in (("", pred[0]), ("exp_", lms)):
+                    a.setdefault(tag + "psnr", []).append(psnr(img, gt, data_range=1.0))
+                    a.setdefault(tag + "sam_deg", []).append(sam(img, gt, degrees=True))
+                    a.setdefault(tag + "ergas", []).append(ergas(img, gt, ratio=4))
+                a.setdefault("n", []).append(1.0)
+    finally:
+        model.train(was_training)
+    return {s: {k: (float(len(v)) if k == "n" else float(sum(v) / len(v))) for k, v in m.items()}
+            for s, m in acc.items()}
+
+
+def _forward_backward(net: Any, loss_fn: CompositeLoss, opt: torch.optim.Optimizer, gt: torch.Tensor,
+                      lms: torch.Tensor, pan: torch.Tensor, step: int) -> Any:
+    """Loss and gradients of one batch (no optimiser step): ``(loss tensor, terms)``."""
+    loss, terms = loss_fn(net(lms, pan), gt)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise RuntimeError(f"loss became {value} at step {step + 1}: lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss.detach(), terms
 
 
 def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
           stop_after: Optional[int] = None) -> Dict[str, Any]:
-    """Run (or resume) the training described by ``cfg``; returns a summary.
+    """Run (or resume) the training described by ``cfg``.
 
-    ``stop_after`` ends the process early after that many steps *of this call*, as an interruption
-    would (used to test resuming); the schedule still spans ``cfg.run.steps``.
+    Args:
+        cfg: the run (see :mod:`pantiny.train.config`).
+        resume: continue from ``run.out/checkpoint.pt`` when it exists (else start over).
+        progress: show a tqdm progress bar.
+        stop_after: end early after that many steps *of this call*, as an interruption would (the
+            schedule still spans ``cfg.run.steps``).
+
+    Returns:
+        ``{"step", "steps", "checkpoint", "log", "val", "data"}``: the step reached, the planned
+        steps, the checkpoint and log paths, the last per-sensor validation (or None), and the
+        training/validation data used.
     """
     run = cfg.run
     out = Path(run.out)
@@ -114,14 +204,20 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     device = pick_device(run.device)
     train_sets = open_sources(cfg, "train")
     val_sets = open_sources(cfg, "val")
+    for d in val_sets:
+        if not d.eval_samples(run.patch):
+            raise ValueError(f"validation data {d.name} has no 16x16 part free of nodata: choose other rows")
+    used = [d.source.describe() for d in train_sets + val_sets]
+    for d, u in zip(train_sets + val_sets, used):
+        u["sensor"] = d.sensor.name
     mixer = Mixer(train_sets, patch=run.patch, batch=run.batch, seed=run.seed, balance=run.balance,
                   augment=run.augment)
+    cfg_dict = cfg.to_dict()
 
     torch.manual_seed(run.seed)
     model = build_model(run.model).to(device)
-    model = model.to(memory_format=torch.channels_last)  # faster oneDNN convolutions on CPU
+    model = model.to(memory_format=torch.channels_last)  # faster oneDNN / cuDNN convolutions
     model.train()
-    # torch.compile (fixed patch shape) is ~1.5x faster on CPU; validation runs the plain module.
     step_model = torch.compile(model, dynamic=False) if run.compile else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                            weight_decay=cfg.optim.weight_decay)
@@ -129,68 +225,109 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     loss_fn = CompositeLoss(cfg.loss.charbonnier, cfg.loss.ssim, cfg.loss.focal, cfg.loss.focal_as_l1)
 
     ckpt_path, log_path = out / CHECKPOINT, out / LOG
-    start, last_val = 0, None
+    start, last_val, val_step = 0, None, -1
     if resume and ckpt_path.is_file():
         ck = load_checkpoint(ckpt_path)
-        if ck.get("model_name") != run.model:
-            raise ValueError(f"{ckpt_path} holds a {ck.get('model_name')!r} run, the config asks for {run.model!r}: "
-                             "use another out folder or --no-resume")
+        old = _fingerprint(json.loads(ck["config"]), json.loads(ck["data_used"]))
+        diffs = _diff(old, _fingerprint(cfg_dict, used))
+        if diffs:
+            raise ValueError(f"{ckpt_path} belongs to a different run ({'; '.join(diffs[:4])}"
+                             f"{'; ...' if len(diffs) > 4 else ''}): use another out folder or --no-resume")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
-        start, last_val = int(ck["step"]), ck.get("val")
-    elif log_path.exists():
-        log_path.unlink()  # a fresh run starts a fresh log
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        torch.set_rng_state(ck["rng"]["torch"])
+        if device.type == "cuda" and ck["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
+        start, last_val, val_step = int(ck["step"]), ck.get("val"), int(ck.get("val_step", -1))
+        _truncate_log(log_path, start)
+    else:  # a fresh run: no stale log lines or checkpoint of an earlier run in this folder
+        for stale in (log_path, ckpt_path):
+            if stale.exists():
+                stale.unlink()
+    (out / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n")
+    (out / "config.toml").write_text(to_toml(cfg))
 
     def save(step: int) -> None:
-        _atomic_save({"step": step, "model_name": run.model, "model": model.state_dict(), "optim": opt.state_dict(),
-                      "sched": sched.state_dict(), "val": last_val, "config": json.dumps(cfg.to_dict())}, ckpt_path)
+        _atomic_save({
+            "format": FORMAT, "step": step, "model_name": run.model, "model": model.state_dict(),
+            "optim": opt.state_dict(), "sched": sched.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
+            "data_position": {"seed": run.seed, "next_batch": step},
+            "val": last_val, "val_step": val_step, "config": json.dumps(cfg_dict), "data_used": json.dumps(used),
+            "versions": {"pantiny": PANTINY_VERSION, "torch": str(torch.__version__)},
+        }, ckpt_path)
 
     def log(rec: Dict[str, Any]) -> None:
         with open(log_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    end = run.steps if stop_after is None else min(run.steps, start + stop_after)
+    if start == 0:
+        log({"step": 0, "event": "start", "model": run.model, "device": str(device),
+             "sensor_shares": mixer.sensor_shares(), "data": used})
+    end = run.steps if stop_after is None else min(run.steps, start + max(0, int(stop_after)))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=run.steps, initial=start, unit="step", desc=f"train {run.model}")
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is optional: no bar then
+            tqdm = None
+        if tqdm is not None:
+            bar = tqdm(total=run.steps, initial=start, unit="step", desc=f"train {run.model}")
     seen: Counter = Counter()
     t0, n0 = time.perf_counter(), 0
-    for step in range(start, end):
-        gt, lms, pan, sensors = mixer.batch_at(step)
-        gt, lms, pan = gt.to(device), lms.to(device), pan.to(device)
-        pred = step_model(lms, pan)
-        loss, terms = loss_fn(pred, gt)
-        if not math.isfinite(float(loss)):
-            raise RuntimeError(f"loss became {float(loss)} at step {step + 1}: lower the learning rate")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        seen.update(sensors)
-        n0 += len(sensors)
-        done = step + 1
+    def validate_now(step: int) -> None:
+        nonlocal last_val, val_step
+        last_val, val_step = validate(model, val_sets, device, patch=run.patch, loss_fn=loss_fn), step
+        log({"step": step, "val": last_val})
+        save(step)
+
+    def validation_due(step: int) -> bool:
+        return bool(val_sets) and step > 0 and (step % run.validate_every == 0 or step == run.steps)
+
+    try:
+        if validation_due(start) and val_step != start:
+            validate_now(start)  # the interrupted process died while validating this step
+        for step in range(start, end):
+            gt, lms, pan, sensors = mixer.batch_at(step)
+            gt, lms, pan = gt.to(device), lms.to(device), pan.to(device)
+            try:
+                loss, terms = _forward_backward(step_model, loss_fn, opt, gt, lms, pan, step)
+            except Exception as e:
+                if step_model is model or "loss became" in str(e):
+                    raise
+                # torch.compile failed (typically: no working C++ compiler): same step, eager mode
+                msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                warnings.warn(f"torch.compile failed ({msg}); training continues without it")
+                log({"step": step, "event": "compile_failed", "error": msg})
+                step_model = model
+                loss, terms = _forward_backward(step_model, loss_fn, opt, gt, lms, pan, step)
+            value = float(loss)
+            lr = opt.param_groups[0]["lr"]  # the rate this step uses
+            opt.step()
+            sched.step()
+            seen.update(sensors)
+            n0 += len(sensors)
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4f}")
+            if done % run.log_every == 0 or done == end:
+                dt = time.perf_counter() - t0
+                log({"step": done, "loss": value, **terms, "lr": lr,
+                     "sensors": dict(seen), "patches_per_s": round(n0 / dt, 3) if dt > 0 else None})
+                seen, t0, n0 = Counter(), time.perf_counter(), 0
+            if done % run.checkpoint_every == 0 or done == end:
+                save(done)  # before validating: a failing validation never costs trained steps
+            if validation_due(done):
+                validate_now(done)
+                t0 = time.perf_counter()  # validation time is not training throughput
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
-        if done % run.log_every == 0 or done == end:
-            dt = time.perf_counter() - t0
-            log({"step": done, "loss": float(loss), **terms, "lr": opt.param_groups[0]["lr"],
-                 "sensors": dict(seen), "patches_per_s": n0 / dt if dt > 0 else None})
-            seen, t0, n0 = Counter(), time.perf_counter(), 0
-        if done % run.checkpoint_every == 0 or done == end:
-            save(done)  # before validating: a failing validation never costs trained steps
-        if val_sets and (done % run.validate_every == 0 or done == run.steps):
-            last_val = validate(model, val_sets, device)
-            log({"step": done, "val": last_val})
-            save(done)
-    if bar is not None:
-        bar.close()
-    if start == end == run.steps and val_sets and last_val is None:  # finished run, never validated
-        last_val = validate(model, val_sets, device)
-        log({"step": end, "val": last_val})
-        save(end)
-    return {"step": end, "steps": run.steps, "checkpoint": str(ckpt_path), "log": str(log_path), "val": last_val}
+            bar.close()
+        for d in train_sets + val_sets:
+            if hasattr(d, "close"):
+                d.close()
+    return {"step": end, "steps": run.steps, "checkpoint": str(ckpt_path), "log": str(log_path),
+            "val": last_val, "data": used}

@@ -1,9 +1,9 @@
 """The PanTiny composite training loss (science.md §1.6).
 
-``L = w_c * Charbonnier(eps) + w_s * (1 - SSIM) + w_f * focal`` with the paper's weights 1.5 / 4.0 /
-1.5, on outputs and targets in the unit range, shapes (B,C,H,W):
+``L = w_c * Charbonnier + w_s * (1 - SSIM) + w_f * focal`` with the paper's weights 1.5 / 4.0 / 1.5,
+on outputs and targets in the unit range, shapes (B,C,H,W):
 
-* Charbonnier: ``mean(sqrt(d^2 + eps^2))``, eps = 1e-6 (the paper's "L1").
+* Charbonnier: ``mean(sqrt(d^2 + eps^2))`` with ``d = O - G``, eps = 1e-6 (the paper's "L1").
 * SSIM: single-scale SSIM as in the released ``MEF_SSIM_Loss`` (despite its name): Gaussian window
   11, sigma 1.5, per channel, **zero padding** (``padding=5``, same-size map), C1 = 0.01^2,
   C2 = 0.03^2 (data range 1), mean of the map. This differs from the evaluation SSIM of
@@ -11,24 +11,39 @@
 * focal: ``mean(((255 d)^1.1 / 255) * d)`` with ``d = max(|O - G|, 1e-8)`` (mean reduction).
 
 ``focal_as_l1=True`` reproduces what the released code actually trains with: its loss factory does
-not know the name ``focal`` and falls back to plain L1, so the third term is ``mean(|O - G|)``.
+not know the name ``focal`` and falls back to plain L1, so the third term becomes ``mean(|O - G|)``
+(still weighted by ``w_f``). The Charbonnier term is kept as the paper states it (the released
+code's ``L1`` entry is a plain ``nn.L1Loss``; with eps = 1e-6 the two differ by < 1e-6).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 
+SSIM_C1 = 0.01 ** 2
+SSIM_C2 = 0.03 ** 2
+
+
+def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    if pred.ndim != 4:
+        raise ValueError(f"loss inputs must be (B,C,H,W), got shape {tuple(pred.shape)}")
+
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Mean Charbonnier penalty ``sqrt((pred - target)^2 + eps^2)`` over all elements (unit range)."""
     d = pred - target
     return torch.sqrt(d * d + eps * eps).mean()
 
 
-def _gauss_window(channels: int, size: int = 11, sigma: float = 1.5, *, dtype=torch.float32, device=None) -> torch.Tensor:
+def gaussian_window(channels: int, size: int = 11, sigma: float = 1.5, *, dtype: torch.dtype = torch.float32,
+                    device: "torch.device | str | None" = None) -> torch.Tensor:
+    """Normalised 2-D Gaussian window repeated per channel: (channels, 1, size, size), for grouped conv."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-x * x / (2 * sigma * sigma))
     g = g / g.sum()
@@ -37,9 +52,11 @@ def _gauss_window(channels: int, size: int = 11, sigma: float = 1.5, *, dtype=to
 
 
 def ssim_zero_pad(pred: torch.Tensor, target: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM (data range 1) with a zero-padded Gaussian window, as the released PanTiny loss."""
+    """Mean SSIM (data range 1) of (B,C,H,W) tensors with a zero-padded Gaussian window, as the released
+    PanTiny loss computes it (a same-size SSIM map, averaged over all positions, channels and images)."""
+    _check(pred, target)
     c = pred.shape[1]
-    w = _gauss_window(c, size, sigma, dtype=pred.dtype, device=pred.device)
+    w = gaussian_window(c, size, sigma, dtype=pred.dtype, device=pred.device)
     pad = size // 2
 
     def blur(x: torch.Tensor) -> torch.Tensor:
@@ -49,20 +66,25 @@ def ssim_zero_pad(pred: torch.Tensor, target: torch.Tensor, size: int = 11, sigm
     sxx = blur(pred * pred) - mu_x * mu_x
     syy = blur(target * target) - mu_y * mu_y
     sxy = blur(pred * target) - mu_x * mu_y
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
-    den = (mu_x * mu_x + mu_y * mu_y + c1) * (sxx + syy + c2)
+    num = (2 * mu_x * mu_y + SSIM_C1) * (2 * sxy + SSIM_C2)
+    den = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (sxx + syy + SSIM_C2)
     return (num / den).mean()
 
 
 def focal(pred: torch.Tensor, target: torch.Tensor, r: float = 1.1) -> torch.Tensor:
+    """The paper's focal term ``mean((255 d)^r / 255 * d)``, ``d = max(|pred - target|, 1e-8)`` (unit range)."""
     d = (pred - target).abs().clamp_min(1e-8)
     return ((d * 255.0).pow(r) / 255.0 * d).mean()
 
 
 @dataclass(frozen=True)
 class CompositeLoss:
-    """Callable ``loss(pred, target) -> (total, terms)`` with the weights of the paper by default."""
+    """Callable ``loss(pred, target) -> (total, terms)``, paper weights by default.
+
+    ``pred``, ``target``: (B,4,H,W) unit range. ``total`` is a differentiable scalar tensor; ``terms``
+    maps ``"charbonnier"``, ``"ssim"`` (= 1 - SSIM) and ``"focal"`` (or its L1 replacement) to floats,
+    unweighted.
+    """
 
     charbonnier: float = 1.5
     ssim: float = 4.0
@@ -70,7 +92,18 @@ class CompositeLoss:
     focal_as_l1: bool = False
     eps: float = 1e-6
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor):
+    def __post_init__(self) -> None:
+        for name in ("charbonnier", "ssim", "focal"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v:
+                raise ValueError(f"loss weight {name} must be a number >= 0, got {v!r}")
+        if self.charbonnier == self.ssim == self.focal == 0:
+            raise ValueError("all loss weights are 0: nothing to train")
+        if not self.eps > 0:
+            raise ValueError(f"Charbonnier eps must be > 0, got {self.eps!r}")
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
+        _check(pred, target)
         terms: Dict[str, torch.Tensor] = {
             "charbonnier": charbonnier(pred, target, self.eps),
             "ssim": 1.0 - ssim_zero_pad(pred, target),

@@ -1,8 +1,9 @@
 """All-in-one mixing: several sensors' datasets behind one deterministic batch sampler.
 
 ``balance="none"`` is the paper's plain concatenation (``ConcatDataset`` + shuffle): a sample comes
-from dataset ``d`` with probability ``len(d) / sum(len)``. ``balance="sensor"`` first picks a
-sensor uniformly, then a dataset of that sensor by size, so a small sensor set is not drowned out.
+from dataset ``d`` with probability ``size(d) / sum(size)``, where ``size`` is the number of cubes of
+an HDF5 file or the number of patch-sized tiles a GeoTIFF scene holds. ``balance="sensor"`` first
+picks a sensor uniformly, then one of its datasets by size, so a small sensor set is not drowned out.
 
 Batch ``k`` depends only on ``(seed, k)``: resuming at step ``k`` sees exactly the batches an
 uninterrupted run would have seen, with no loader state to save.
@@ -11,7 +12,7 @@ uninterrupted run would have seen, with no loader state to save.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,23 +22,43 @@ from .data import augment
 BALANCES = ("none", "sensor")
 
 
-class Mixer:
-    """Draws batches ``(gt, lms, pan)`` (B,4,P,P)/(B,4,P,P)/(B,1,P,P) and their sensor names."""
+def _size(d: Any, patch: Optional[int]) -> int:
+    size = getattr(d, "size", None)
+    return int(size(patch)) if callable(size) else len(d)
 
-    def __init__(self, datasets: Sequence, *, patch: Optional[int], batch: int, seed: int,
+
+class Mixer:
+    """Draws batches ``(gt (B,4,P,P), lms (B,4,P,P), pan (B,1,P,P), sensors [B names])``.
+
+    Args:
+        datasets: objects with ``.sensor`` (a :class:`~pantiny.sensors.Sensor`), ``len()``, optionally
+            ``size(patch)``, and ``draw(rng, patch) -> (gt, lms, pan)``.
+        patch: patch side in pixels (None: whole samples, which must then share one size).
+        batch: samples per batch.
+        seed: base seed; batch ``k`` uses ``numpy.random.default_rng([seed, k])``.
+        balance: ``"none"`` or ``"sensor"`` (see module docstring).
+        augment: apply a random flip / 90-degree rotation to every sample.
+    """
+
+    def __init__(self, datasets: Sequence[Any], *, patch: Optional[int], batch: int, seed: int,
                  balance: str = "none", augment: bool = False) -> None:
         if not datasets:
             raise ValueError("no training data: the config lists no usable [[data]] source with split = \"train\"")
         if balance not in BALANCES:
             raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}")
-        self.datasets, self.patch, self.batch, self.seed = list(datasets), patch, batch, seed
-        self.augment = augment
-        sizes = np.array([len(d) for d in self.datasets], dtype=np.float64)
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self.datasets, self.patch, self.batch, self.seed = list(datasets), patch, int(batch), int(seed)
+        self.augment = bool(augment)
+        self.balance = balance
+        sizes = np.array([_size(d, patch) for d in self.datasets], dtype=np.float64)
+        if (sizes <= 0).any():
+            raise ValueError("every training dataset needs at least one sample")
         if balance == "none":
             self.probs = sizes / sizes.sum()
         else:
             sensors = [d.sensor.name for d in self.datasets]
-            per_sensor = Counter()
+            per_sensor: Counter = Counter()
             for s, n in zip(sensors, sizes):
                 per_sensor[s] += n
             self.probs = np.array([n / per_sensor[s] / len(per_sensor) for s, n in zip(sensors, sizes)])
@@ -50,7 +71,8 @@ class Mixer:
         return out
 
     def batch_at(self, step: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[str]]:
-        rng = np.random.default_rng([self.seed, step])
+        """Batch number ``step`` (0-based), a pure function of ``(seed, step)``."""
+        rng = np.random.default_rng([self.seed, int(step)])
         which = rng.choice(len(self.datasets), size=self.batch, p=self.probs)
         parts, sensors = [], []
         for i in which:
@@ -58,5 +80,8 @@ class Mixer:
             s = d.draw(rng, self.patch)
             parts.append(augment(s, rng) if self.augment else s)
             sensors.append(d.sensor.name)
+        shapes = {tuple(p[0].shape) for p in parts}
+        if len(shapes) > 1:
+            raise ValueError(f"samples of different sizes {sorted(shapes)} in one batch: set a patch size")
         gt, lms, pan = (torch.stack([p[j] for p in parts]) for j in range(3))
         return gt, lms, pan, sensors

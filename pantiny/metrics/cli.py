@@ -1,0 +1,112 @@
+"""``pantiny qnr`` and ``pantiny score-rr``: quality scores from the command line.
+
+Registered into the main parser by :func:`register`; each subcommand's ``func(args) -> int`` raises
+``ValueError`` / ``OSError`` with a clear message on bad input (the main CLI prints one line and
+exits 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Dict
+
+
+def _bands(text: str | None):
+    if not text:
+        return None
+    try:
+        return [int(b) for b in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--bands must be comma-separated integers, got {text!r}") from None
+
+
+def _cmd_qnr(args: argparse.Namespace) -> int:
+    from .full_resolution import qnr
+
+    r = qnr(args.fused, args.ms, args.pan, sensor=args.sensor, ratio=args.ratio, variant=args.variant,
+            hqnr=args.hqnr, block=args.block, p=args.p, q=args.q, alpha=args.alpha, beta=args.beta,
+            scale=args.scale, bands=_bands(args.bands), upsample=args.upsample)
+    if args.json:
+        print(json.dumps(r.as_dict()))
+        return 0
+    print(f"D_lambda  {r.d_lambda:.6f}")
+    print(f"D_s       {r.d_s:.6f}")
+    print(f"QNR       {r.qnr:.6f}")
+    if r.hqnr is not None:
+        print(f"D_lambda_K {r.d_lambda_k:.6f}")
+        print(f"HQNR      {r.hqnr:.6f}")
+    print(f"({r.variant} definition, S={r.block}; see docs/metrics.md)")
+    return 0
+
+
+def _crop(text: str):
+    parts = text.split(",")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--crop must be N or BEFORE,AFTER (integers), got {text!r}") from None
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) == 2:
+        return (vals[0], vals[1])
+    raise ValueError(f"--crop must be N or BEFORE,AFTER, got {text!r}")
+
+
+def _cmd_score_rr(args: argparse.Namespace) -> int:
+    from .reduced_resolution import reduced_resolution
+
+    res: Dict[str, float] = reduced_resolution(args.fused, args.reference, ratio=args.ratio,
+                                               data_range=args.data_range, crop=_crop(args.crop),
+                                               block=args.block, sensor=args.sensor, scale=args.scale)
+    if args.json:
+        print(json.dumps({k: (None if math.isinf(v) else v) for k, v in res.items()}))
+        return 0
+    labels = {"psnr": "PSNR (dB)", "ssim": "SSIM", "sam": "SAM (rad)", "sam_deg": "SAM (deg)",
+              "ergas": "ERGAS", "q2n": "Q2n", "q": "Q", "cc": "CC"}
+    for k, v in res.items():
+        print(f"{labels[k]:<10} {v:.6f}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``qnr`` and ``score-rr`` to the main CLI's argparse subparsers."""
+    p = subparsers.add_parser(
+        "qnr", help="full-resolution quality: D_lambda, D_s, QNR (and HQNR) of a fused image",
+        description="No-reference quality of FUSED given the PAN and MS it was made from. Default: the "
+                    "Vivone 2020 toolbox definition (32x32 blocks, upsampled-MS reference); "
+                    "--variant pantiny reproduces the PanTiny/Pan-Mamba code. See docs/metrics.md.")
+    p.add_argument("pan", help="PAN GeoTIFF (1 band)")
+    p.add_argument("ms", help="MS GeoTIFF (original, low resolution)")
+    p.add_argument("fused", help="fused GeoTIFF on the PAN grid (same bands as MS, or 4 of them)")
+    p.add_argument("--sensor", default=None, help="sensor key (default: the MS file's SENSOR tag)")
+    p.add_argument("--variant", default="toolbox", choices=("toolbox", "pantiny"),
+                   help="metric definition (default toolbox)")
+    p.add_argument("--hqnr", action="store_true", help="also compute D_lambda_K and HQNR (toolbox)")
+    p.add_argument("--block", type=int, default=32, help="Q block / window size in PAN pixels (default 32)")
+    p.add_argument("--ratio", type=int, default=4, help="PAN/MS resolution ratio (default 4)")
+    p.add_argument("--upsample", default="interp23tap", choices=("interp23tap", "bicubic"),
+                   help="MS -> PAN grid interpolation of the toolbox reference (default interp23tap)")
+    p.add_argument("--bands", default=None, help="0-based MS indices of R,G,B,NIR when FUSED has 4 bands")
+    p.add_argument("--scale", type=float, default=None, help="full-scale DN (pantiny variant's uint8 conversion)")
+    for name in ("p", "q", "alpha", "beta"):
+        p.add_argument(f"--{name}", type=float, default=1.0, help=f"exponent {name} (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_qnr)
+
+    r = subparsers.add_parser(
+        "score-rr", help="reduced-resolution scores of a fused image against a reference",
+        description="PSNR, SSIM, SAM, ERGAS, Q2n, Q and CC of FUSED against REFERENCE (same grid, same "
+                    "units). See docs/metrics.md.")
+    r.add_argument("fused", help="fused GeoTIFF")
+    r.add_argument("reference", help="reference (ground-truth) GeoTIFF")
+    r.add_argument("--data-range", type=float, default=None,
+                   help="peak value for PSNR/SSIM (default: sensor maximum or from the dtype)")
+    r.add_argument("--ratio", type=float, default=4, help="resolution ratio in ERGAS (default 4)")
+    r.add_argument("--crop", default="0", help="border to drop: N, or BEFORE,AFTER (default 0)")
+    r.add_argument("--block", type=int, default=32, help="Q / Q2n block size (default 32)")
+    r.add_argument("--sensor", default=None, help="sensor key (for the default data range)")
+    r.add_argument("--scale", type=float, default=None, help="full-scale DN (default data range)")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.set_defaults(func=_cmd_score_rr)

@@ -1,0 +1,193 @@
+"""Reduced-resolution (reference-based) metrics: PSNR, SSIM, SAM, ERGAS, Q2n, Q, CC.
+
+Every function takes ``fused`` and ``reference`` (the ground truth) as (C,H,W) numpy arrays, torch
+tensors or GeoTIFF paths ((H,W) is read as one band), on the same grid and in the same units, and
+computes in float64. ``crop`` removes a border before scoring: an int ``c`` drops ``c`` pixels on
+every side; a pair ``(before, after)`` drops ``before`` rows/columns at the top/left and ``after``
+at the bottom/right (the toolbox's ``indexes_evaluation.m`` with ``dim_cut = 21`` keeps
+``I(21:end-21, ...)`` in 1-based MATLAB indexing, i.e. ``crop=(20, 20)``).
+
+Definitions (Vivone 2020 toolbox ``Quality_Indices`` unless said otherwise):
+
+* PSNR (dB) = 10 log10(R^2 / MSE), MSE over all bands and pixels, R = ``data_range`` (the peak
+  value, e.g. 2047 for 11-bit DN or 1.0 for [0, 1] data); ``inf`` for identical images.
+* SSIM = mean over bands of Wang et al. (IEEE TIP 2004) SSIM: Gaussian window 11x11, sigma 1.5,
+  K1 = 0.01, K2 = 0.03, C_k = (K_k R)^2, mean over the 'valid' window positions (Wang's
+  ``ssim_index.m``; skimage/kornia/PanTiny pad the borders instead, which changes the 5-pixel rim).
+* SAM = mean over pixels of ``arccos(<x,y> / (|x||y|))`` (cosine clamped to [-1, 1]); pixels where
+  either vector is zero are left out (toolbox ``SAM.m``; 0 if no pixel is left). **Radians** by
+  default, degrees with ``degrees=True`` (the toolbox reports degrees, PanTiny radians).
+* ERGAS = 100/ratio * sqrt(mean_c MSE_c / mean(ref_c)^2) (toolbox ``ERGAS.m``, ratio 4 = PAN/MS
+  resolution ratio); unit-less, 0 for identical images.
+* Q2n = hypercomplex index on distinct 32x32 blocks (Q4 for 4 bands, Q8 for 8; toolbox ``q2n.m``,
+  :mod:`pantiny.metrics.hypercomplex`), with the toolbox's uint16 cast when the reference is
+  integer DN data.
+* Q = mean over bands of UIQI on a sliding 32x32 window (toolbox ``Q.m`` -> ``img_qi.m``).
+* CC = mean over bands of the Pearson correlation (PanTiny / Pan-Mamba ``metricsutil.py``); a band
+  pair with zero variance counts 1 if identical, else 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..normalize import resolve_scale
+from ..sensors import get_sensor
+from .hypercomplex import q2n_index
+from .sources import Input, open_source
+from .uiqi import q_sliding
+
+Crop = Union[int, Tuple[int, int]]
+
+
+def _load(x: Input, name: str) -> Tuple[torch.Tensor, np.dtype]:
+    """(C,H,W) float64 tensor and the input's dtype (paths read whole; (H,W) -> (1,H,W))."""
+    src = open_source(x, name)
+    return src.rows(0, src.shape[1]), src.dtype
+
+
+def _pair(fused: Input, reference: Input, crop: Crop = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    f, _ = _load(fused, "fused image")
+    g, _ = _load(reference, "reference")
+    if f.shape != g.shape:
+        raise ValueError(f"fused and reference must both be (C,H,W) of the same shape, "
+                         f"got {tuple(f.shape)} and {tuple(g.shape)}")
+    if isinstance(crop, (int, np.integer)) and not isinstance(crop, bool):
+        before, after = int(crop), int(crop)
+    elif isinstance(crop, (tuple, list)) and len(crop) == 2:
+        before, after = int(crop[0]), int(crop[1])
+    else:
+        raise ValueError(f"crop must be an int or a (before, after) pair, got {crop!r}")
+    if before < 0 or after < 0 or before + after >= min(f.shape[-2:]):
+        raise ValueError(f"crop {crop} is negative or leaves nothing of a {f.shape[-2]}x{f.shape[-1]} image")
+    if before or after:
+        f = f[..., before: f.shape[-2] - after, before: f.shape[-1] - after]
+        g = g[..., before: g.shape[-2] - after, before: g.shape[-1] - after]
+    return f, g
+
+
+def _positive(name: str, v: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive number, got {v!r}")
+    return float(v)
+
+
+def psnr(fused: Input, reference: Input, data_range: float, crop: Crop = 0) -> float:
+    """PSNR in dB over all bands and pixels, peak ``data_range``; ``inf`` for identical images."""
+    r = _positive("data_range", data_range)
+    f, g = _pair(fused, reference, crop)
+    mse = float(((f - g) ** 2).mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(r * r / mse)
+
+
+def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-x * x / (2 * sigma * sigma))
+    g = g / g.sum()
+    return torch.outer(g, g)
+
+
+def ssim(fused: Input, reference: Input, data_range: float, crop: Crop = 0) -> float:
+    """Mean SSIM over bands (Wang 2004): Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, 'valid' positions.
+
+    ``data_range`` is the peak value R of the data (C1 = (0.01 R)^2, C2 = (0.03 R)^2). Unit-less,
+    1 for identical images.
+    """
+    r = _positive("data_range", data_range)
+    f, g = _pair(fused, reference, crop)
+    if min(f.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {f.shape[-2]}x{f.shape[-1]}")
+    w = _gaussian().view(1, 1, 11, 11)
+    x, y = f[:, None], g[:, None]  # bands as batch
+    mu_x, mu_y = F.conv2d(x, w), F.conv2d(y, w)
+    sxx = F.conv2d(x * x, w) - mu_x ** 2
+    syy = F.conv2d(y * y, w) - mu_y ** 2
+    sxy = F.conv2d(x * y, w) - mu_x * mu_y
+    c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
+    m = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+    return float(m.mean())
+
+
+def sam(fused: Input, reference: Input, degrees: bool = False, crop: Crop = 0) -> float:
+    """Mean spectral angle, **radians** unless ``degrees=True``. Zero-norm pixels are left out."""
+    f, g = _pair(fused, reference, crop)
+    dot = (f * g).sum(0)
+    nrm = torch.sqrt((f * f).sum(0) * (g * g).sum(0))
+    ok = nrm > 0
+    if not bool(ok.any()):
+        return 0.0
+    ang = torch.arccos((dot[ok] / nrm[ok]).clamp(-1.0, 1.0)).mean()
+    return float(torch.rad2deg(ang) if degrees else ang)
+
+
+def ergas(fused: Input, reference: Input, ratio: float = 4, crop: Crop = 0) -> float:
+    """ERGAS = 100/ratio * sqrt(mean_c MSE_c / mean(ref_c)^2); 0 for identical images."""
+    ratio = _positive("ratio", ratio)
+    f, g = _pair(fused, reference, crop)
+    mse = ((f - g) ** 2).mean((-2, -1))
+    mu2 = g.mean((-2, -1)) ** 2
+    if bool((mu2 == 0).any()):
+        bad = [int(i) for i in torch.nonzero(mu2 == 0).flatten()]
+        raise ValueError(f"ERGAS is undefined for reference bands with zero mean (bands {bad})")
+    return float(100.0 / ratio * torch.sqrt((mse / mu2).mean()))
+
+
+def cc(fused: Input, reference: Input, crop: Crop = 0) -> float:
+    """Mean over bands of the Pearson correlation (1 for a constant, identical band pair)."""
+    f, g = _pair(fused, reference, crop)
+    fc = f - f.mean((-2, -1), keepdim=True)
+    gc = g - g.mean((-2, -1), keepdim=True)
+    num = (fc * gc).sum((-2, -1))
+    den = torch.sqrt((fc * fc).sum((-2, -1)) * (gc * gc).sum((-2, -1)))
+    same = torch.tensor([bool(torch.equal(a, b)) for a, b in zip(f, g)])
+    r = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)),
+                    torch.where(same, torch.ones_like(den), torch.zeros_like(den)))
+    return float(r.mean())
+
+
+def q2n(fused: Input, reference: Input, block: int = 32, shift: Optional[int] = None, crop: Crop = 0,
+        as_uint16: Optional[bool] = None) -> float:
+    """Q2n (Q4 / Q8 / Q2^n) of ``fused`` against ``reference`` on ``block`` windows ``shift`` apart
+    (default ``shift = block``: distinct blocks, toolbox ``q2n(I_GT, I_F, 32, 32)``).
+
+    ``as_uint16`` (default: True iff the reference has an integer dtype) applies the toolbox's
+    ``uint16`` cast (round, clip to 0..65535) to both images first.
+    """
+    if as_uint16 is None:
+        as_uint16 = open_source(reference, "reference").dtype.kind in "ui"
+    f, g = _pair(fused, reference, crop)
+    return q2n_index(g, f, block, block if shift is None else shift, as_uint16)[0]
+
+
+def q_avg(fused: Input, reference: Input, block: int = 32, crop: Crop = 0) -> float:
+    """Toolbox ``Q.m``: mean over bands of the sliding-window (``block``) UIQI of fused vs reference."""
+    f, g = _pair(fused, reference, crop)
+    return float(q_sliding(g, f, block).mean((-2, -1)).mean())
+
+
+def reduced_resolution(fused: Input, reference: Input, *, ratio: int = 4, data_range: Optional[float] = None,
+                       crop: Crop = 0, block: int = 32, sensor: Optional[str] = None,
+                       scale: Optional[float] = None) -> Dict[str, float]:
+    """All RR metrics at once: ``psnr`` (dB), ``ssim``, ``sam`` (radians), ``sam_deg`` (degrees),
+    ``ergas``, ``q2n``, ``q``, ``cc``.
+
+    ``data_range`` defaults to the value scale of the reference (``resolve_scale``: ``scale``, else
+    the sensor's maximum, else from the reference's dtype: 255 for uint8, 2047 for (u)int16 i.e.
+    11-bit, 1.0 for floats).
+    """
+    g, dt = _load(reference, "reference")
+    f, _ = _load(fused, "fused image")
+    if data_range is None:
+        data_range = resolve_scale(dt, get_sensor(sensor) if sensor is not None else None, scale)
+    f, g = _pair(f, g, crop)
+    return {
+        "psnr": psnr(f, g, data_range), "ssim": ssim(f, g, data_range),
+        "sam": sam(f, g), "sam_deg": sam(f, g, degrees=True), "ergas": ergas(f, g, ratio),
+        "q2n": q2n(f, g, block, as_uint16=np.dtype(dt).kind in "ui"), "q": q_avg(f, g, block), "cc": cc(f, g),
+    }

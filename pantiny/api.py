@@ -7,11 +7,13 @@ restore band order and nodata -> return or write.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -19,14 +21,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import io as rio_io
-from .normalize import from_unit, resolve_scale, to_unit
+from .devices import pick_device
+from .errors import InputError, ModelOutputError
+from .nodata import FILL_STEPS, fill_holes, invalid_mask
+from .normalize import choose_scale, from_unit, scale_warnings, to_unit
 from .resample import upsample
 from .sensors import Sensor, get_sensor, resolve_bands
 from .scene_attention import attention_layers, scene_attention
 from .tiling import Tile, count_tiles, run_tiled
 
+_log = logging.getLogger("pantiny")
+
 ArrayLike = Union[np.ndarray, torch.Tensor, str, "os.PathLike[str]"]
-MS_MARGIN = 3  # MS pixels of context around a tile: bicubic needs 2, one more for safety
+# MS pixels of context around a tile: bicubic needs 2, the nodata fill FILL_STEPS more.
+MS_MARGIN = 2 + FILL_STEPS
 OTHER_BANDS = ("drop", "upsample", "ratio")
 
 
@@ -62,18 +70,38 @@ class _FileReader:
         return rio_io.read(self.ms_info.path, (r, c, h, w), bands=bands)
 
 
-def _check_finite(x: np.ndarray, what: str, scale: float) -> None:
+def _check_finite(x: np.ndarray, what: str, invalid: Optional[np.ndarray]) -> None:
     if x.dtype.kind == "f":
-        if not np.isfinite(x).all():
-            raise ValueError(f"{what} contains NaN or infinite values; mask them as nodata first")
-        if scale == 1.0 and x.size and float(x.max()) > 1.5:
-            raise ValueError(f"{what} is floating point with values up to {float(x.max()):g}, but no scale "
-                             "was given: pass scale= (e.g. 2047 for 11-bit DN) or sensor=")
+        ok = np.isfinite(x)
+        if invalid is not None:
+            ok |= invalid[None]
+        if not ok.all():
+            raise InputError(f"{what} contains NaN or infinite values; mask them as nodata first")
+
+
+@dataclass
+class SceneStats:
+    """What one pass over the MS (and a pooled PAN) says about a scene, nodata excluded.
+
+    ``ms_mean``/``ms_std`` per band (DN), ``ms_max`` over bands (DN), ``valid_fraction`` of MS pixels,
+    ``pan_std`` of the PAN averaged onto the MS grid (DN).
+    """
+
+    ms_mean: np.ndarray
+    ms_std: np.ndarray
+    ms_max: float
+    valid_fraction: float
+    pan_std: float
 
 
 @dataclass
 class _SceneSource:
-    """Normalised, upsampled tiles of a scene for the tiling engine (implements ``TileSource``)."""
+    """Normalised, upsampled tiles of a scene for the tiling engine (implements ``TileSource``).
+
+    Nodata never enters interpolation or the network: MS holes are filled from valid neighbours
+    (:func:`pantiny.nodata.fill_holes`, local, so tiles fill as the whole image would) before
+    upsampling, and PAN holes take the mean of the upsampled MS bands.
+    """
 
     reader: Any
     channels: List[int]  # MS band indices fed through the pipeline, model bands first (model order)
@@ -82,6 +110,7 @@ class _SceneSource:
     upsampling: str
     pan_nodata: Optional[float]
     ms_nodata: Optional[float]
+    ms_fill: Optional[np.ndarray] = None  # per-channel DN for pixels deep inside MS holes
 
     @property
     def height(self) -> int:
@@ -101,34 +130,102 @@ class _SceneSource:
         rr0, cc0, rr1, cc1 = max(r0, 0), max(c0, 0), min(r1, mh), min(c1, mw)
         ms = self.reader.read_ms(rr0, cc0, rr1 - rr0, cc1 - cc0, self.channels)
         pan = self.reader.read_pan(t.row, t.col, t.height, t.width)
-        _check_finite(ms, "MS", self.scale)
-        _check_finite(pan, "PAN", self.scale)
-        valid = np.ones(pan.shape[1:], bool)
-        if self.pan_nodata is not None:
-            valid &= pan[0] != self.pan_nodata
-        if self.ms_nodata is not None:
-            ms_ok = ~(ms == self.ms_nodata).all(0)
-            ms_ok = np.pad(ms_ok, ((rr0 - r0, r1 - rr1), (cc0 - c0, c1 - cc1)), mode="edge")
-            up_ok = ms_ok.repeat(r, 0).repeat(r, 1)
-            oy, ox = t.row - r0 * r, t.col - c0 * r
-            valid &= up_ok[oy:oy + t.height, ox:ox + t.width]
-        ms = np.pad(ms, ((0, 0), (rr0 - r0, r1 - rr1), (cc0 - c0, c1 - cc1)), mode="edge")
-        ms_up = upsample(to_unit(ms, self.scale)[None], r, self.upsampling)[0]
+        ms_bad = invalid_mask(ms, self.ms_nodata)
+        pan_bad = invalid_mask(pan, self.pan_nodata)
+        _check_finite(ms, "MS", ms_bad)
+        _check_finite(pan, "PAN", pan_bad)
+        pad = ((rr0 - r0, r1 - rr1), (cc0 - c0, c1 - cc1))
         oy, ox = t.row - r0 * r, t.col - c0 * r
-        ms_up = ms_up[:, oy:oy + t.height, ox:ox + t.width]
-        return ms_up.contiguous(), to_unit(pan, self.scale), valid
+        valid = np.ones(pan.shape[1:], bool) if pan_bad is None else ~pan_bad
+        if ms_bad is not None:
+            ms_ok = np.pad(~ms_bad, pad, mode="edge")
+            up_ok = ms_ok.repeat(r, 0).repeat(r, 1)
+            valid &= up_ok[oy:oy + t.height, ox:ox + t.width]
+            fill = self.ms_fill if self.ms_fill is not None else np.zeros(len(self.channels))
+            ms = fill_holes(ms, ms_bad, fill)
+        ms = np.pad(ms, ((0, 0), *pad), mode="edge")
+        ms_up = upsample(to_unit(ms, self.scale)[None], r, self.upsampling)[0]
+        ms_up = ms_up[:, oy:oy + t.height, ox:ox + t.width].contiguous()
+        pan_t = to_unit(pan, self.scale)
+        if pan_bad is not None:
+            hole = torch.from_numpy(pan_bad)
+            pan_t[0][hole] = ms_up[:4].mean(0)[hole]
+        return ms_up, pan_t, valid
+
+    def _strips(self, rows: int) -> Iterator[Tuple[int, int]]:
+        mh = self.reader.ms_hw[0]
+        for a in range(0, mh, rows):
+            yield a, min(mh, a + rows)
+
+    def stats(self) -> SceneStats:
+        """One pass over the MS in strips (bounded memory) and the pooled PAN, nodata excluded."""
+        mh, mw = self.reader.ms_hw
+        c = len(self.channels)
+        s1, s2, n, mx = np.zeros(c), np.zeros(c), 0, -np.inf
+        for a, b in self._strips(256):
+            ms = self.reader.read_ms(a, 0, b - a, mw, self.channels)
+            bad = invalid_mask(ms, self.ms_nodata)
+            _check_finite(ms, "MS", bad)
+            v = ms.reshape(c, -1) if bad is None else ms[:, ~bad]
+            if v.size:
+                v = v.astype(np.float64)
+                s1 += v.sum(1)
+                s2 += (v * v).sum(1)
+                n += v.shape[1]
+                mx = max(mx, float(v.max()))
+        if n == 0:
+            raise InputError("the MS has no valid pixel: every pixel equals the nodata value "
+                             f"{self.ms_nodata:g}" if self.ms_nodata is not None else "the MS is empty")
+        mean = s1 / n
+        std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+        pan_lr, ok = self._pan_overview()
+        pv = pan_lr[ok]
+        return SceneStats(mean, std, mx, n / float(mh * mw), float(pv.std()) if pv.size else 0.0)
+
+    def _pan_overview(self) -> Tuple[np.ndarray, np.ndarray]:
+        """PAN averaged over each MS pixel's ratio x ratio block, nodata excluded: ``(mean DN (h,w)
+        float64, ok (h,w) bool: the block has a valid pixel)``; read in strips (bounded memory)."""
+        r = self.ratio
+        mh, mw = self.reader.ms_hw
+        ph, pw = self.reader.pan_hw
+        mean = np.zeros((mh, mw), np.float64)  # valid PAN mean per MS pixel (DN)
+        ok = np.zeros((mh, mw), bool)
+        for a, b in self._strips(max(1, 512 // r)):  # 512 PAN rows at a time
+            pan = self.reader.read_pan(a * r, 0, min(ph, b * r) - a * r, pw)[0].astype(np.float64)
+            good = np.ones(pan.shape, bool)
+            bad = invalid_mask(pan[None], self.pan_nodata)
+            if bad is not None:
+                good = ~bad
+            if not np.isfinite(pan[good]).all():
+                raise InputError("PAN contains NaN or infinite values; mask them as nodata first")
+            hh, ww = (b - a) * r, mw * r
+            vals = np.zeros((hh, ww))
+            cnt = np.zeros((hh, ww))
+            vals[:pan.shape[0], :pan.shape[1]] = np.where(good, pan, 0.0)
+            cnt[:pan.shape[0], :pan.shape[1]] = good
+            sv = vals.reshape(b - a, r, mw, r).sum((1, 3))
+            sc = cnt.reshape(b - a, r, mw, r).sum((1, 3))
+            ok[a:b] = sc > 0
+            mean[a:b] = np.where(sc > 0, sv / np.maximum(sc, 1), 0.0)
+        return mean, ok
 
     def overview(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Whole scene at MS resolution: ``(ms (C,h,w), pan averaged onto the MS grid (1,h,w))``."""
+        """Whole scene at MS resolution: ``(ms (C,h,w), pan averaged onto the MS grid (1,h,w))``, unit
+        range. Pixels that are nodata in either (or whose PAN block is all nodata) are 0 in both, which
+        the classical fits skip."""
         mh, mw = self.reader.ms_hw
-        ms = to_unit(self.reader.read_ms(0, 0, mh, mw, self.channels), self.scale)
-        if isinstance(self.reader, _FileReader):
-            pan = rio_io.read(self.reader.pan_info.path, out_shape=(mh, mw), resampling="average")
-            pan = to_unit(pan, self.scale)
-        else:
-            pan = to_unit(self.reader.pan, self.scale)
-            pan = F.adaptive_avg_pool2d(pan[None], (mh, mw))[0]
-        return ms, pan
+        ms = self.reader.read_ms(0, 0, mh, mw, self.channels)
+        bad = invalid_mask(ms, self.ms_nodata)
+        pan_lr, ok = self._pan_overview()
+        if bad is not None:
+            ok &= ~bad
+        ms_u = to_unit(ms, self.scale)
+        pan_u = torch.from_numpy((pan_lr / self.scale).astype(np.float32))[None]
+        if not ok.all():
+            hole = torch.from_numpy(~ok)
+            ms_u[:, hole] = 0.0
+            pan_u[:, hole] = 0.0
+        return ms_u, pan_u
 
 
 # --- argument handling --------------------------------------------------------------------------
@@ -138,23 +235,14 @@ def _to_numpy(x: Union[np.ndarray, torch.Tensor], what: str, ndim_2d_ok: bool) -
     if a.ndim == 2 and ndim_2d_ok:
         a = a[None]
     if a.ndim != 3:
-        raise ValueError(f"{what} must be (C,H,W){' or (H,W)' if ndim_2d_ok else ''}, got shape {a.shape}")
+        raise InputError(f"{what} must be (C,H,W){' or (H,W)' if ndim_2d_ok else ''}, got shape {a.shape}")
     if a.dtype.kind not in "uif":
-        raise ValueError(f"{what} has unsupported dtype {a.dtype}; use integer or float data")
+        raise InputError(f"{what} has unsupported dtype {a.dtype}; use integer or float data")
     return a
 
 
 def _is_path(x: Any) -> bool:
     return isinstance(x, (str, os.PathLike))
-
-
-def _pick_device(device: Union[str, torch.device]) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' requested but CUDA is not available; use device='cpu' or 'auto'")
-    return dev
 
 
 def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, source: _SceneSource,
@@ -172,27 +260,35 @@ def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, sour
 
         def core(ms_up: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                return net(ms_up.to(device), pan.to(device)).float().cpu()
+                y = net(ms_up.to(device), pan.to(device)).float().cpu()
+            if not bool(torch.isfinite(y).all()):
+                raise ModelOutputError(
+                    f"the network produced NaN or infinite values ({int((~torch.isfinite(y)).sum())} of {y.numel()}): "
+                    f"its weights ({model if isinstance(model, str) else type(model).__name__}) are corrupt or "
+                    f"diverged, or the input is far outside the range it was trained on (value scale {source.scale:g})")
+            return y
     else:
         from . import classical
 
         if method not in classical.METHODS:
-            raise ValueError(f"unknown method {method!r}; use 'pantiny' or one of {sorted(classical.METHODS)}")
+            raise InputError(f"unknown method {method!r}; use 'pantiny' or one of {sorted(classical.METHODS)}")
         cm = classical.METHODS[method]
         if overlap // 2 < cm.context:
-            raise ValueError(f"method {method!r} needs {cm.context} pixels of context: use overlap >= {2 * cm.context}")
+            raise InputError(f"method {method!r} needs {cm.context} pixels of context: use overlap >= {2 * cm.context}")
         state: Dict[str, Any] = {}
         if cm.fit is not None:
             ms_lr, pan_lr = source.overview()
             state = cm.fit(ms_lr[:4], pan_lr, sensor, **(method_options or {}))
         elif method_options:
-            raise ValueError(f"method {method!r} takes no options, got {sorted(method_options)}")
+            raise InputError(f"method {method!r} takes no options, got {sorted(method_options)}")
 
         def core(ms_up: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
             return cm.apply(ms_up, pan, state)
 
     def fuse(ms_up: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
         fused = core(ms_up[:, :4], pan)
+        if net is None and not bool(torch.isfinite(fused).all()):
+            raise ModelOutputError(f"method {method!r} produced NaN or infinite values on this scene")
         if ms_up.shape[1] == 4:
             return fused
         extra = ms_up[:, 4:]
@@ -256,21 +352,22 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
         the output path when ``out`` is given.
     """
     if attention not in ("scene", "tile"):
-        raise ValueError(f"attention must be 'scene' or 'tile', got {attention!r}")
+        raise InputError(f"attention must be 'scene' or 'tile', got {attention!r}")
     if other_bands not in OTHER_BANDS:
-        raise ValueError(f"other_bands must be one of {OTHER_BANDS}, got {other_bands!r}")
+        raise InputError(f"other_bands must be one of {OTHER_BANDS}, got {other_bands!r}")
     if not isinstance(ratio, int) or ratio < 1:
-        raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
+        raise InputError(f"ratio must be a positive integer, got {ratio!r}")
     if _is_path(pan) != _is_path(ms):
-        raise ValueError("pass PAN and MS both as arrays/tensors or both as file paths")
+        raise InputError("pass PAN and MS both as arrays/tensors or both as file paths")
     as_tensor = isinstance(ms, torch.Tensor)
     tags: Dict[str, str] = {}
+    sensor_tagged = False
     if _is_path(pan):
         pan_info, ms_info = rio_io.raster_info(pan), rio_io.raster_info(ms)
         rio_io.check_pair(pan_info, ms_info, ratio)
         reader: Any = _FileReader(pan_info, ms_info)
         if sensor is None and "SENSOR" in ms_info.tags:
-            sensor = ms_info.tags["SENSOR"]
+            sensor, sensor_tagged = ms_info.tags["SENSOR"], True
         pan_nodata = nodata if nodata is not None else pan_info.nodata
         ms_nodata = nodata if nodata is not None else ms_info.nodata
         pan_dtype = pan_info.dtype
@@ -278,20 +375,36 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
         pan_a = _to_numpy(pan, "PAN", True)
         ms_a = _to_numpy(ms, "MS", False)
         if pan_a.shape[0] != 1:
-            raise ValueError(f"PAN must have 1 band, got {pan_a.shape[0]} (shape {pan_a.shape})")
+            raise InputError(f"PAN must have 1 band, got {pan_a.shape[0]} (shape {pan_a.shape})")
         rio_io.check_sizes(pan_a.shape[1:], ms_a.shape[1:], ratio)
         reader = _ArrayReader(pan_a, ms_a)
         pan_nodata = ms_nodata = nodata
         pan_dtype = pan_a.dtype
     if pan_dtype != reader.dtype and (pan_dtype.kind == "f") != (reader.dtype.kind == "f"):
-        raise ValueError(f"PAN dtype {pan_dtype} and MS dtype {reader.dtype} differ in kind (int vs float): "
+        raise InputError(f"PAN dtype {pan_dtype} and MS dtype {reader.dtype} differ in kind (int vs float): "
                          "they must share one value scale")
+    sensor_from = "given" if sensor is not None and not sensor_tagged else ("SENSOR tag" if sensor_tagged else None)
     sens, model_idx = resolve_bands(reader.n_bands, sensor, bands)
+    if sensor_from is None:
+        sensor_from = "explicit bands" if bands is not None else f"guessed from {reader.n_bands} bands"
     tags["SENSOR"] = sens.name.upper()
-    sc = resolve_scale(reader.dtype, sens, scale)
     extras = [] if other_bands == "drop" else [b for b in range(reader.n_bands) if b not in model_idx]
-    source = _SceneSource(reader, list(model_idx) + extras, sc, ratio, upsampling, pan_nodata, ms_nodata)
-    dev = _pick_device(device)
+    source = _SceneSource(reader, list(model_idx) + extras, 1.0, ratio, upsampling, pan_nodata, ms_nodata)
+    st = source.stats()
+    # A sensor guessed from the band count says nothing about the bit depth: only a named one does.
+    sens_for_scale = sens if sensor_from in ("given", "SENSOR tag") else None
+    sc, why = choose_scale(reader.dtype, sens_for_scale, scale, data_max=st.ms_max)
+    source.scale = sc
+    source.ms_fill = st.ms_mean
+    _log.info("sensor %s (%s), model bands R,G,B,NIR = MS bands %s, value scale %g (%s)",
+              sens.name, sensor_from, list(model_idx), sc, why)
+    for msg in scale_warnings(sc, why, reader.dtype, st.ms_max):
+        warnings.warn(msg, stacklevel=2)
+    if not (st.ms_std[:4] > 0).any() or st.pan_std == 0:
+        which = "MS" if not (st.ms_std[:4] > 0).any() else "PAN"
+        warnings.warn(f"the {which} has zero variance (a constant image): there is no spatial or spectral "
+                      "information to fuse, so the result is not meaningful", stacklevel=2)
+    dev = pick_device(device)
     fuse, net = _fuser(method, model, dev, source, sens, method_options, other_bands, overlap)
     bs = batch_size or (4 if dev.type == "cuda" else 1)
     order = np.argsort(source.channels)  # back to the input's band order
@@ -325,7 +438,7 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
                 result[:, row:row + fused.shape[1]] = finish(fused, valid)
             return torch.from_numpy(result).to(ms.device) if as_tensor else result  # type: ignore[union-attr]
         if not isinstance(reader, _FileReader):
-            raise ValueError("out= is for GeoTIFF inputs; with arrays, write the returned array yourself")
+            raise InputError("out= is for GeoTIFF inputs; with arrays, write the returned array yourself")
         with rio_io.AtomicGeoTIFFWriter(out, count=len(order), height=h, width=w, dtype=reader.dtype,
                                         crs=reader.pan_info.crs, transform=reader.pan_info.transform,
                                         nodata=out_nodata, protect=(pan, ms), tags=tags,

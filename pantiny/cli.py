@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from . import __version__
+from .errors import InputError, PantinyError
 
 _PAIR_PATTERNS = (("_pan", "_ms"), ("-pan", "-ms"), ("_PAN", "_MS"), ("_p", "_m"))
 
@@ -22,10 +24,12 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sensor", help="sensor key (wv2, wv3, gf2, qb, ikonos, geoeye1, generic); "
                                     "default: the MS file's SENSOR tag or the band count")
     p.add_argument("--bands", help="0-based MS indices of R,G,B,NIR, e.g. 4,2,1,6 (overrides --sensor's map)")
-    p.add_argument("--model", default="pantiny-big", help="manifest name or .safetensors path")
+    p.add_argument("--model", default="pantiny-big",
+                   help="manifest name or .safetensors path (default: %(default)s; see `pantiny info`)")
     p.add_argument("--method", default="pantiny",
-                   help="'pantiny' (the model) or a classical method: brovey, ihs, gs, gsa, sfim, pca, mtf-glp")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+                   help="'pantiny' (the model) or a classical method: brovey, ihs, gs, gsa, sfim, pca, mtf-glp "
+                        "(default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default: %(default)s)")
     p.add_argument("--tile", type=int, default=512, help="tile size in PAN pixels (default 512)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in PAN pixels (default 64)")
     p.add_argument("--attention", default="scene", choices=("scene", "tile"),
@@ -48,8 +52,11 @@ def _fusion_kwargs(args: argparse.Namespace) -> dict:
                 other_bands=args.other_bands, nodata=args.nodata, overwrite=not args.no_overwrite)
 
 
-def find_pairs(folder: Path) -> List[Tuple[Path, Path, str]]:
-    """(pan, ms, stem) for every ``<stem>_pan.tif`` with a matching ``<stem>_ms.tif`` in ``folder``."""
+def find_pairs(folder: Path, orphans: Optional[List[Tuple[Path, Path]]] = None) -> List[Tuple[Path, Path, str]]:
+    """(pan, ms, stem) for every ``<stem>_pan.tif`` with a matching ``<stem>_ms.tif`` in ``folder``.
+
+    PAN files without their MS partner are appended to ``orphans`` as ``(pan, expected ms)``.
+    """
     pairs = []
     for pan in sorted(folder.iterdir()):
         if pan.suffix.lower() not in (".tif", ".tiff"):
@@ -60,46 +67,76 @@ def find_pairs(folder: Path) -> List[Tuple[Path, Path, str]]:
                 ms = pan.with_name(f"{m.group(1)}{m_tag}{pan.suffix}")
                 if ms.is_file():
                     pairs.append((pan, ms, m.group(1)))
+                elif orphans is not None:
+                    orphans.append((pan, ms))
                 break
     return pairs
+
+
+class _TqdmHandler(logging.Handler):
+    """Log records printed above a running progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _setup_logging(quiet: bool) -> None:
+    log = logging.getLogger("pantiny")
+    if not any(isinstance(h, _TqdmHandler) for h in log.handlers):
+        h = _TqdmHandler()
+        h.setFormatter(logging.Formatter("pantiny: %(message)s"))
+        log.addHandler(h)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
 
 
 def _cmd_fuse(args: argparse.Namespace) -> int:
     from .api import pansharpen
 
+    _setup_logging(args.quiet)
     kwargs = _fusion_kwargs(args)
     src = Path(args.pan)
     if src.is_dir():  # batch mode: fuse PAN_DIR OUT_DIR
         if args.ms is None:
-            raise ValueError("batch mode: pantiny fuse INPUT_FOLDER OUTPUT_FOLDER")
+            raise InputError("batch mode: pantiny fuse INPUT_FOLDER OUTPUT_FOLDER")
+        from tqdm.auto import tqdm
+
         out_dir = Path(args.ms)
-        pairs = find_pairs(src)
+        orphans: List[Tuple[Path, Path]] = []
+        pairs = find_pairs(src, orphans)
+        for pan, ms in orphans:
+            print(f"pantiny: {pan.name}: no MS partner {ms.name}; skipped", file=sys.stderr)
         if not pairs:
             raise FileNotFoundError(f"no <name>_pan.tif / <name>_ms.tif pairs found in {src}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        from tqdm.auto import tqdm
-
         if args.method in ("pantiny", "model"):  # load and verify the weights once for the whole batch
+            from .devices import pick_device
             from .weights import load_model
-            from .api import _pick_device
 
-            kwargs["model"] = load_model(args.model, device=_pick_device(args.device))
+            kwargs["model"] = load_model(args.model, device=pick_device(args.device))
         else:
             kwargs["model"] = args.model
         failed = 0
         for pan, ms, stem in tqdm(pairs, unit="scene", desc="scenes", disable=args.quiet):
             try:
                 pansharpen(str(pan), str(ms), out=out_dir / f"{stem}_fused.tif", progress=False, **kwargs)
-            except (ValueError, OSError, RuntimeError) as e:
+            except (PantinyError, ValueError, OSError, RuntimeError) as e:
                 failed += 1
-                print(f"pantiny: {stem}: {e}", file=sys.stderr)
-        print(f"fused {len(pairs) - failed}/{len(pairs)} scenes into {out_dir}")
-        return 1 if failed else 0
+                tqdm.write(f"pantiny: {stem}: {_one_line(e)}", file=sys.stderr)
+        print(f"fused {len(pairs) - failed}/{len(pairs)} scenes into {out_dir}"
+              + (f"; {len(orphans)} PAN file(s) without MS skipped" if orphans else ""))
+        return 1 if failed or orphans else 0
     if args.ms is None or args.out is None:
-        raise ValueError("usage: pantiny fuse PAN.tif MS.tif OUT.tif  (or: pantiny fuse IN_FOLDER OUT_FOLDER)")
+        raise InputError("usage: pantiny fuse PAN.tif MS.tif OUT.tif  (or: pantiny fuse IN_FOLDER OUT_FOLDER)")
     out = pansharpen(args.pan, args.ms, out=args.out, model=args.model, progress=not args.quiet, **kwargs)
     print(f"wrote {out}")
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -170,8 +207,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("pantiny: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError, KeyError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"pantiny: error: {msg}", file=sys.stderr)
+        print(f"pantiny: error: {_one_line(e)}", file=sys.stderr)
         return 1
 
 

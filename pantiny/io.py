@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ._atomic import atomic_path
+from .errors import GeoreferenceError, InputError
 
 Window = Tuple[int, int, int, int]
 
@@ -57,7 +61,7 @@ def raster_info(path: "str | os.PathLike[str]") -> RasterInfo:
             return RasterInfo(str(p), ds.count, ds.height, ds.width, np.dtype(ds.dtypes[0]), ds.nodata,
                               ds.crs, ds.transform, dict(ds.tags()))
     except rio.errors.RasterioIOError as e:
-        raise ValueError(f"cannot read {p} as a raster: {e}") from None
+        raise InputError(f"cannot read {p} as a raster: {_gdal_cause(e)}") from None
 
 
 def read(path: "str | os.PathLike[str]", window: Optional[Window] = None,
@@ -68,13 +72,29 @@ def read(path: "str | os.PathLike[str]", window: Optional[Window] = None,
     from rasterio.enums import Resampling
     from rasterio.windows import Window as RioWindow
 
-    with rio.open(path) as ds:
-        idx = [b + 1 for b in bands] if bands is not None else list(range(1, ds.count + 1))
-        win = RioWindow(window[1], window[0], window[3], window[2]) if window is not None else None
-        kw: Dict[str, Any] = {}
-        if out_shape is not None:
-            kw = {"out_shape": (len(idx), *out_shape), "resampling": Resampling[resampling]}
-        return ds.read(idx, window=win, **kw)
+    try:
+        with rio.open(path) as ds:
+            idx = [b + 1 for b in bands] if bands is not None else list(range(1, ds.count + 1))
+            win = RioWindow(window[1], window[0], window[3], window[2]) if window is not None else None
+            kw: Dict[str, Any] = {}
+            if out_shape is not None:
+                kw = {"out_shape": (len(idx), *out_shape), "resampling": Resampling[resampling]}
+            return ds.read(idx, window=win, **kw)
+    except rio.errors.RasterioIOError as e:
+        where = f"window (row, col, h, w) = {tuple(window)}" if window is not None else "the whole raster"
+        cause = _gdal_cause(e)
+        raise InputError(f"cannot read {where} of {path}: the file is truncated or corrupt ({cause})") from None
+
+
+def _gdal_cause(e: BaseException) -> str:
+    """The most specific message of a rasterio/GDAL error chain ("Read failed. See previous
+    exception" alone names nothing)."""
+    msgs = []
+    while e is not None:
+        msgs.append(str(e).strip())
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    useful = [m for m in msgs if m and "see previous exception" not in m.lower()]
+    return (useful or msgs or ["unknown GDAL error"])[-1].splitlines()[0]
 
 
 def check_pair(pan: RasterInfo, ms: RasterInfo, ratio: int) -> None:
@@ -84,19 +104,19 @@ def check_pair(pan: RasterInfo, ms: RasterInfo, ratio: int) -> None:
     size = ratio x PAN pixel size, and ``ms size == ceil(pan size / ratio)`` on both axes.
     """
     if pan.count != 1:
-        raise ValueError(f"PAN file {pan.path} has {pan.count} bands, expected 1")
+        raise GeoreferenceError(f"PAN file {pan.path} has {pan.count} bands, expected 1")
     if (pan.crs is None) != (ms.crs is None) or (pan.crs is not None and pan.crs != ms.crs):
-        raise ValueError(f"CRS mismatch: PAN is {pan.crs or 'unset'}, MS is {ms.crs or 'unset'}; "
+        raise GeoreferenceError(f"CRS mismatch: PAN is {pan.crs or 'unset'}, MS is {ms.crs or 'unset'}; "
                          "reproject one onto the other first (e.g. gdalwarp)")
     tp, tm = pan.transform, ms.transform
     if abs(tp.b) > 1e-12 or abs(tp.d) > 1e-12 or abs(tm.b) > 1e-12 or abs(tm.d) > 1e-12:
-        raise ValueError("rotated geotransforms are not supported; warp to a north-up grid first")
+        raise GeoreferenceError("rotated geotransforms are not supported; warp to a north-up grid first")
     for axis, ap, am in (("x", tp.a, tm.a), ("y", tp.e, tm.e)):
         if not math.isclose(am, ap * ratio, rel_tol=1e-6):
-            raise ValueError(f"MS pixel size along {axis} ({am:g}) is not {ratio} x the PAN pixel size "
+            raise GeoreferenceError(f"MS pixel size along {axis} ({am:g}) is not {ratio} x the PAN pixel size "
                              f"({ap:g}); pass the right ratio or resample the inputs")
     if abs(tp.c - tm.c) > abs(tp.a) / 2 or abs(tp.f - tm.f) > abs(tp.e) / 2:
-        raise ValueError(f"PAN and MS do not cover the same extent: top-left corners ({tp.c:g}, {tp.f:g}) "
+        raise GeoreferenceError(f"PAN and MS do not cover the same extent: top-left corners ({tp.c:g}, {tp.f:g}) "
                          f"and ({tm.c:g}, {tm.f:g}) differ by more than half a PAN pixel")
     check_sizes((pan.height, pan.width), (ms.height, ms.width), ratio)
 
@@ -105,7 +125,7 @@ def check_sizes(pan_hw: Tuple[int, int], ms_hw: Tuple[int, int], ratio: int) -> 
     """``ValueError`` unless ``ms == ceil(pan / ratio)`` on both axes (PAN may be cropped < ratio px)."""
     want = (math.ceil(pan_hw[0] / ratio), math.ceil(pan_hw[1] / ratio))
     if tuple(ms_hw) != want:
-        raise ValueError(f"size mismatch: PAN is {pan_hw[0]}x{pan_hw[1]} and MS is {ms_hw[0]}x{ms_hw[1]}, "
+        raise GeoreferenceError(f"size mismatch: PAN is {pan_hw[0]}x{pan_hw[1]} and MS is {ms_hw[0]}x{ms_hw[1]}, "
                          f"but with ratio {ratio} the MS should be {want[0]}x{want[1]}")
 
 
@@ -113,7 +133,10 @@ class AtomicGeoTIFFWriter:
     """Write a tiled, compressed GeoTIFF window by window to a temporary file, renamed on success.
 
     Use as a context manager; on an exception the temporary file is removed and ``path`` untouched.
-    Refuses to write over any path in ``protect`` (the inputs).
+    Refuses to write over any path in ``protect`` (the inputs). While writing, an exclusive lock on
+    ``.<name>.lock`` makes a second process writing the same output fail at once
+    (:class:`~pantiny.errors.OutputLockedError`) instead of both "succeeding" with the last rename winning.
+    The file gets the usual permissions (``0o666 & ~umask``).
     """
 
     def __init__(self, path: "str | os.PathLike[str]", *, count: int, height: int, width: int,
@@ -128,6 +151,7 @@ class AtomicGeoTIFFWriter:
             raise FileExistsError(f"output exists: {self.path} (use overwrite)")
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder does not exist: {self.path.parent}")
+        self.overwrite = overwrite
         block = 256 if min(height, width) >= 256 else 16 * max(1, min(height, width) // 16)
         self.profile = dict(driver="GTiff", count=count, height=height, width=width, dtype=np.dtype(dtype).name,
                             crs=crs, transform=transform, nodata=nodata, compress=compress,
@@ -144,11 +168,16 @@ class AtomicGeoTIFFWriter:
 
     def __enter__(self) -> "AtomicGeoTIFFWriter":
         rio = _rasterio()
-        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp.tif")
-        os.close(fd)
-        self._ds = rio.open(self._tmp, "w", **self.profile)
-        if self.tags:
-            self._ds.update_tags(**self.tags)
+        self._stack = ExitStack()
+        try:
+            self._tmp = self._stack.enter_context(
+                atomic_path(self.path, overwrite=self.overwrite, lock=True, suffix=".tmp.tif"))
+            self._ds = rio.open(self._tmp, "w", **self.profile)
+            if self.tags:
+                self._ds.update_tags(**self.tags)
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
         return self
 
     def write(self, row: int, data: np.ndarray) -> None:
@@ -161,7 +190,4 @@ class AtomicGeoTIFFWriter:
         try:
             self._ds.close()
         finally:
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
-            elif self._tmp and os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+            self._stack.__exit__(exc_type, exc, tb)

@@ -1,13 +1,26 @@
-"""MTF-matched low-pass filters (one implementation, shared by the metrics and the training simulator).
+"""MTF-matched low-pass filters: two constructions, each used where it is the better choice.
 
-The filter follows the construction of the Vivone 2020 toolbox ``genMTF.m`` (science.md §2.8): a
-Gaussian, windowed by a Kaiser window (beta 0.5) over N = 41 taps, normalised to unit DC gain, whose
-gain at the MS Nyquist frequency (``1 / (2 * ratio)`` cycles per PAN pixel) equals the sensor's GNyq.
+**Toolbox filter** (:func:`toolbox_mtf_kernel`, :func:`toolbox_mtf_filter`) reproduces the Vivone
+2020 toolbox exactly (``Tools/genMTF.m``, ``MTF.m``, ``MTF_PAN.m``; science.md §2.8)::
 
-Two documented differences from the toolbox: the Gaussian width is solved so that the gain at
-Nyquist is *exactly* GNyq (the toolbox's frequency-sampling design lands at roughly GNyq^1.05), and
-the filter is separable (1-D Kaiser on each axis instead of a radial 2-D window), which makes it
-~20x cheaper while changing the response by < 1e-3.
+    alpha = sqrt(((N-1) * fcut/2)^2 / (-2 ln GNyq)),  fcut = 1/ratio,  N = 41
+    Hd    = fspecial('gaussian', N, alpha) / max(...)      (desired response, peak 1)
+    h     = fwind1(Hd, kaiser(N))                          (Kaiser beta 0.5, Huang's method)
+
+``fwind1`` (MATLAB's window method) rotates the 1-D window into a circular 2-D one by linear
+interpolation at radius ``sqrt(t1^2 + t2^2)`` on the grid ``t = linspace(-1, 1, N)`` (zero beyond
+radius 1), takes the frequency-sampling filter ``fsamp2(Hd) = fftshift(ifft2(ifftshift(Hd)))`` and
+multiplies the two. The kernel is not normalised: it sums to ~0.9986-0.9989 for the usual gains,
+and its gain at the MS Nyquist frequency is near, not exactly, GNyq. Filtering is MATLAB
+``imfilter(x, real(h), 'replicate')`` (correlation, replicate borders), done in float64 by FFT.
+Used by the metrics that the toolbox defines with it: D_lambda_K / HQNR.
+
+**Normalised separable filter** (:func:`mtf_kernel_1d`, :func:`mtf_filter`, :func:`mtf_degrade`):
+the same Gaussian-times-Kaiser idea, but the Gaussian width is solved so that the gain at Nyquist
+is *exactly* GNyq, the taps sum to exactly 1 (a constant image stays constant) and the filter is
+separable (1-D Kaiser on each axis), ~20x cheaper. Used for data simulation (Wald-protocol pairs in
+``pantiny.train.data`` and ``pantiny.synthetic``), for the classical MTF-GLP fusion, and by the
+PanTiny-variant metric path (which reproduces code that used a normalised filter).
 
 Borders are replicated (MATLAB ``imfilter(..., 'replicate')`` / scipy ``mode='nearest'``).
 Decimation picks the pixel at offset ``ratio // 2`` in each block, as MATLAB ``imresize(..., 'nearest')``.
@@ -48,17 +61,24 @@ def frequency_response(kernel_1d: np.ndarray, freq: float) -> float:
     return float(np.sum(kernel_1d * np.cos(2.0 * math.pi * freq * n)))
 
 
+def _band_gains(x: torch.Tensor, gnyq: Union[float, Sequence[float]], who: str) -> list:
+    """One gain per band of (B,C,H,W) ``x`` from a scalar or a length-C sequence."""
+    if x.ndim != 4:
+        raise ValueError(f"{who} expects (B,C,H,W), got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    gains = [float(gnyq)] * c if np.isscalar(gnyq) else [float(g) for g in gnyq]  # type: ignore[arg-type]
+    if len(gains) != c:
+        raise ValueError(f"{len(gains)} MTF gains given for {c} bands")
+    return gains
+
+
 def mtf_filter(x: torch.Tensor, gnyq: Union[float, Sequence[float]], ratio: int = 4) -> torch.Tensor:
     """Low-pass each band of ``x`` (B,C,H,W) with its own MTF filter, same size out, replicate borders.
 
     ``gnyq`` is one gain for all bands or one per band (length C).
     """
-    if x.ndim != 4:
-        raise ValueError(f"mtf_filter expects (B,C,H,W), got shape {tuple(x.shape)}")
-    c = x.shape[1]
-    gains = [float(gnyq)] * c if np.isscalar(gnyq) else [float(g) for g in gnyq]  # type: ignore[arg-type]
-    if len(gains) != c:
-        raise ValueError(f"{len(gains)} MTF gains given for {c} bands")
+    gains = _band_gains(x, gnyq, "mtf_filter")
+    c = len(gains)
     k = torch.as_tensor(np.stack([mtf_kernel_1d(g, ratio) for g in gains]), dtype=x.dtype, device=x.device)
     pad = (MTF_TAPS - 1) // 2
     y = F.pad(x, (pad, pad, pad, pad), mode="replicate")
@@ -75,3 +95,85 @@ def decimate(x: torch.Tensor, ratio: int = 4) -> torch.Tensor:
 def mtf_degrade(x: torch.Tensor, gnyq: Union[float, Sequence[float]], ratio: int = 4) -> torch.Tensor:
     """Wald-protocol degradation: MTF low-pass then decimation by ``ratio``. (B,C,H,W) -> (B,C,H/r,W/r)."""
     return decimate(mtf_filter(x, gnyq, ratio), ratio)
+
+
+# --------------------------------------------------------------------------------------------------
+# Toolbox (genMTF.m / MTF_PAN.m) filter
+# --------------------------------------------------------------------------------------------------
+
+def _fspecial_gaussian(n: int, sigma: float) -> np.ndarray:
+    """MATLAB ``fspecial('gaussian', n, sigma)``: (n,n), values < eps*max set to 0, sum 1."""
+    x = np.arange(n) - (n - 1) / 2.0
+    h = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2.0 * sigma * sigma))
+    h[h < np.finfo(np.float64).eps * h.max()] = 0.0
+    return h / h.sum()
+
+
+def _huang_window(w1: np.ndarray) -> np.ndarray:
+    """fwind1's circular 2-D window from a symmetric 1-D window of length n (n,n): the 1-D window
+    sampled on ``t = linspace(-1, 1, n)`` and linearly interpolated at radius sqrt(t1^2 + t2^2),
+    zero beyond radius 1."""
+    n = len(w1)
+    t = np.linspace(-1.0, 1.0, n)
+    r = np.sqrt(t[:, None] ** 2 + t[None, :] ** 2)
+    return np.where(r > t[-1], 0.0, np.interp(r, t, w1))
+
+
+def toolbox_mtf_kernel(gnyq: float, ratio: int = 4, n: int = MTF_TAPS) -> np.ndarray:
+    """The Vivone 2020 toolbox's MTF filter (``genMTF.m`` per MS band, ``MTF_PAN.m`` for the PAN).
+
+    Args:
+        gnyq: MTF gain at the MS Nyquist frequency, in (0, 1) (e.g. 0.29 for IKONOS red).
+        ratio: PAN/MS resolution ratio (``fcut = 1/ratio``).
+        n: kernel size (41 in the toolbox).
+
+    Returns:
+        (n, n) float64 kernel ``real(fwind1(Hd, kaiser(n)))``, *not* normalised (sums to ~0.999).
+    """
+    if not 0.0 < gnyq < 1.0:
+        raise ValueError(f"MTF gain at Nyquist must be in (0, 1), got {gnyq}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 3 or n % 2 == 0:
+        raise ValueError(f"kernel size must be an odd integer >= 3, got {n!r}")
+    fcut = 1.0 / ratio
+    alpha = math.sqrt(((n - 1) * (fcut / 2.0)) ** 2 / (-2.0 * math.log(gnyq)))
+    g = _fspecial_gaussian(n, alpha)
+    hd = g / g.max()
+    # fsamp2: frequency sampling of Hd (samples at freqspace(n): DC at the centre)
+    h = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(hd))).real
+    h = np.rot90(h, 2)  # fsamp2 returns a computational molecule for filter2 (no-op: h is symmetric)
+    return np.ascontiguousarray(h * _huang_window(np.kaiser(n, KAISER_BETA)))
+
+
+def _fast_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (FFT-friendly size)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def toolbox_mtf_filter(x: torch.Tensor, gnyq: Union[float, Sequence[float]], ratio: int = 4,
+                       n: int = MTF_TAPS) -> torch.Tensor:
+    """MATLAB ``imfilter(band, real(h), 'replicate')`` of every band of ``x`` (B,C,H,W) with its own
+    toolbox kernel (:func:`toolbox_mtf_kernel`): same size out, float64, computed by FFT (exact up to
+    ~1e-15 relative float rounding). ``gnyq``: one gain for all bands or one per band (length C)."""
+    gains = _band_gains(x, gnyq, "toolbox_mtf_filter")
+    x = x.to(torch.float64)
+    pad = (n - 1) // 2
+    h, w = x.shape[-2:]
+    xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    fh, fw = _fast_len(h + 2 * pad), _fast_len(w + 2 * pad)
+    # correlation with h = convolution with h flipped; the 'valid' part of the circular
+    # convolution of the padded image is free of wrap-around when the FFT size >= padded size
+    k = torch.as_tensor(np.stack([toolbox_mtf_kernel(g, ratio, n)[::-1, ::-1].copy() for g in gains]))
+    spec = torch.fft.rfft2(xp, s=(fh, fw)) * torch.fft.rfft2(k, s=(fh, fw))
+    y = torch.fft.irfft2(spec, s=(fh, fw))
+    return y[..., n - 1: n - 1 + h, n - 1: n - 1 + w].contiguous()

@@ -7,37 +7,78 @@ the output dtype for integer types.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from .errors import InputError
 from .sensors import Sensor
+
+#: Floating point data whose maximum is at most this is taken as reflectance in [0, 1].
+FLOAT_UNIT_MAX = 1.5
+#: Data this far above the chosen scale triggers a warning (real 11-bit data slightly exceeds 2047).
+OVER_RANGE = 1.25
 
 _DTYPE_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.int8): 127.0,
                 np.dtype(np.uint16): 2047.0, np.dtype(np.int16): 2047.0}
 
 
-def resolve_scale(dtype: np.dtype, sensor: Optional[Sensor] = None, scale: Optional[float] = None) -> float:
-    """The divisor that maps this data to the model's unit range.
+def choose_scale(dtype: np.dtype, sensor: Optional[Sensor] = None, scale: Optional[float] = None, *,
+                 data_max: Optional[float] = None) -> Tuple[float, str]:
+    """The divisor that maps this data to the model's unit range, and why it was chosen.
 
-    Priority: explicit ``scale`` > the sensor's ``max_value`` > the data type (uint8 -> 255,
-    (u)int16 -> 2047 i.e. 11-bit, float -> 1.0: reflectance-like data in [0, 1]).
-    32-bit integers need an explicit ``scale`` or sensor.
+    Priority:
+
+    1. an explicit ``scale``;
+    2. 8-bit data types: 255, whatever the sensor (8-bit products are display-stretched; a sensor's
+       11-bit maximum would leave them at 1/8 of the range);
+    3. floating point data whose (valid) maximum ``data_max`` is <= 1.5: 1.0 (reflectance-like);
+    4. the sensor's nominal maximum (2047 for 11-bit, 1023 for 10-bit, 4095 for 12-bit);
+    5. the data type: (u)int16 -> 2047 (11-bit), float -> 1.0.
+
+    Floating point data above 1.5 with no sensor maximum, and 32-bit integers without a sensor, need
+    an explicit ``scale`` (:class:`~pantiny.errors.InputError`).
     """
+    dt = np.dtype(dtype)
     if scale is not None:
         scale = float(scale)
         if not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be a positive number, got {scale}")
-        return scale
+            raise InputError(f"scale must be a positive number, got {scale}")
+        return scale, "given"
+    if dt in (np.dtype(np.uint8), np.dtype(np.int8)):
+        return _DTYPE_SCALE[dt], f"{dt} data"
+    if dt.kind == "f" and data_max is not None and data_max <= FLOAT_UNIT_MAX:
+        return 1.0, f"floating point data with values <= {data_max:.3g} (reflectance-like)"
     if sensor is not None and sensor.max_value is not None:
-        return float(sensor.max_value)
-    dt = np.dtype(dtype)
-    if dt in _DTYPE_SCALE:
-        return _DTYPE_SCALE[dt]
+        return float(sensor.max_value), f"nominal maximum of sensor {sensor.name}"
     if dt.kind == "f":
-        return 1.0
-    raise ValueError(f"cannot infer the value scale of {dt} data: pass scale= (e.g. 2047 for 11-bit) or sensor=")
+        if data_max is not None:
+            raise InputError(f"floating point data with values up to {data_max:g} and no sensor: pass scale= "
+                             "(e.g. 2047 for 11-bit DN) or sensor=")
+        return 1.0, "floating point data"
+    if dt in _DTYPE_SCALE:
+        return _DTYPE_SCALE[dt], f"{dt} data, assumed 11-bit"
+    raise InputError(f"cannot infer the value scale of {dt} data: pass scale= (e.g. 2047 for 11-bit) or sensor=")
+
+
+def resolve_scale(dtype: np.dtype, sensor: Optional[Sensor] = None, scale: Optional[float] = None, *,
+                  data_max: Optional[float] = None) -> float:
+    """The divisor of :func:`choose_scale`, without the reason."""
+    return choose_scale(dtype, sensor, scale, data_max=data_max)[0]
+
+
+def scale_warnings(scale: float, reason: str, dtype: np.dtype, data_max: Optional[float]) -> List[str]:
+    """Why this scale may give a wrong result: data far above it, or an output type that cannot hold it."""
+    out = []
+    dt = np.dtype(dtype)
+    if data_max is not None and data_max > scale * OVER_RANGE:
+        out.append(f"MS values reach {data_max:g}, above the value scale {scale:g} ({reason}): the data may have "
+                   "a higher bit depth than assumed; pass scale= or the right sensor=")
+    if dt.kind in "ui" and scale > np.iinfo(dt).max:
+        out.append(f"the output type {dt} cannot hold values up to the scale {scale:g} ({reason}): bright pixels "
+                   "will saturate; pass scale=")
+    return out
 
 
 def to_unit(x: np.ndarray, scale: float) -> torch.Tensor:

@@ -47,9 +47,11 @@ def scene_attention(model: nn.Module, source: TileSource, *, tile: int, overlap:
         for layer in layers:
             stats = AttentionStats()
             layer.scene_stats = stats
-            for _, _, ms_up, pan, _, weights in iter_batches(source, tile=tile, overlap=overlap,
-                                                             batch_size=batch_size, blend="crop"):
-                stats.mask = torch.from_numpy(np.stack(weights))[:, None].to(device)
+            for _, _, ms_up, pan, valid, weights in iter_batches(source, tile=tile, overlap=overlap,
+                                                                 batch_size=batch_size, blend="crop"):
+                # each pixel counted once (ownership), nodata pixels not at all
+                own = np.stack(weights) * np.stack(valid)
+                stats.mask = torch.from_numpy(own.astype(np.float32))[:, None].to(device)
                 try:
                     with torch.inference_mode():
                         model(ms_up[:, :4].to(device), pan.to(device))

@@ -73,6 +73,10 @@ SENSORS: Dict[str, Sensor] = {
         _bgrn("qb", 2047.0, [0.34, 0.32, 0.30, 0.22], 0.15, "QuickBird, 4 MS bands, 11-bit"),
         _bgrn("ikonos", 2047.0, [0.26, 0.28, 0.29, 0.28], 0.17, "IKONOS, 4 MS bands, 11-bit"),
         _bgrn("geoeye1", 2047.0, [0.23] * 4, 0.16, "GeoEye-1, 4 MS bands, 11-bit"),
+        # No published toolbox gains for these three: the toolbox's defaults (0.3 MS, 0.15 PAN) apply.
+        _bgrn("gf1", 1023.0, [0.3] * 4, 0.15, "GaoFen-1, 4 MS bands, 10-bit (toolbox default gains)"),
+        _bgrn("spot6", 4095.0, [0.3] * 4, 0.15, "SPOT-6/7, 4 MS bands, 12-bit (toolbox default gains)"),
+        _bgrn("pleiades", 4095.0, [0.3] * 4, 0.15, "Pleiades 1A/1B, 4 MS bands, 12-bit (toolbox default gains)"),
         _bgrn("generic", None, [0.3] * 4, 0.15,
               "any 4-band B,G,R,NIR product; scale from the data type unless given"),
     )
@@ -83,6 +87,8 @@ _ALIASES = {
     "worldview3": "wv3", "worldview-3": "wv3", "wv-3": "wv3",
     "gaofen2": "gf2", "gaofen-2": "gf2", "gf-2": "gf2",
     "quickbird": "qb", "geoeye": "geoeye1", "geoeye-1": "geoeye1",
+    "gaofen1": "gf1", "gaofen-1": "gf1", "gf-1": "gf1", "spot-6": "spot6", "spot-7": "spot6", "spot7": "spot6",
+    "phr": "pleiades", "pleiades-1a": "pleiades", "pleiades-1b": "pleiades",
 }
 
 

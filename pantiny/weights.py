@@ -22,23 +22,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torch import nn
 
+from ._atomic import atomic_write_bytes
+from .errors import WeightsError
 from .models import build_model
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST_PATH = PACKAGE_DIR / "weights_manifest.json"
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-class WeightsError(RuntimeError):
-    """A checkpoint is missing, corrupt, tampered with or does not fit its architecture."""
 
 
 def sha256_file(path: PathLike) -> str:
@@ -48,19 +45,6 @@ def sha256_file(path: PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --- manifest -----------------------------------------------------------------------------------
@@ -86,6 +70,12 @@ def manifest_entry(name: str, manifest_path: Optional[PathLike] = None) -> Dict[
         if entry.get("name") == name:
             return entry
     known = [e.get("name") for e in manifest["models"]]
+    if name == manifest.get("default"):
+        raise WeightsError(
+            f"model {name!r} is the default model, and its weights are not released yet (the all-in-one "
+            f"WorldView-2/3 + GaoFen-2 checkpoint is still in training); pass model= one of "
+            f"{', '.join(repr(k) for k in known) or 'none'} (a preview, see the README), a .safetensors path, "
+            "or a classical method= (e.g. 'mtf-glp')")
     raise WeightsError(f"no weights named {name!r} in the manifest (available: {', '.join(known) or 'none'}); "
                        "pass a .safetensors path, train one with `pantiny train`, or use a classical method")
 
@@ -100,7 +90,7 @@ def upsert_manifest_entry(entry: Dict[str, Any], manifest_path: Optional[PathLik
     models: List[Dict[str, Any]] = [e for e in manifest["models"] if e.get("name") != entry["name"]]
     models.append(entry)
     manifest["models"] = sorted(models, key=lambda e: e["name"])
-    _atomic_write_bytes(p.resolve(), (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write_bytes(p.resolve(), (json.dumps(manifest, indent=2) + "\n").encode())
     return p
 
 
@@ -209,5 +199,5 @@ def save_weights(model: nn.Module, path: PathLike, *, architecture: str,
     meta = {"architecture": architecture, "format": "pantiny-1", **{k: str(v) for k, v in (metadata or {}).items()}}
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    _atomic_write_bytes(path, save(state, metadata=meta))
+    atomic_write_bytes(path, save(state, metadata=meta))
     return {"file": path.name, "sha256": sha256_file(path), "size": path.stat().st_size}

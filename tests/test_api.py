@@ -65,6 +65,7 @@ def test_tensor_in_tensor_out_and_2d_pan(scene_4band, identity_model):
     assert isinstance(out, torch.Tensor) and out.dtype == torch.int16 and out.shape == (4, 256, 256)
 
 
+@pytest.mark.slow
 def test_cpu_device_path_with_real_architecture(scene_4band, random_weights, identity_model):
     from pantiny.weights import load_model
 

@@ -1,3 +1,4 @@
+import pytest
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ def _small_pair(folder, stem):
     _crop(SAMPLE / "sample_ms.tif", folder / f"{stem}_ms.tif", 32)
 
 
+@pytest.mark.slow
 def test_fuse_sample_scene_keeps_georeferencing(tmp_path, random_weights, capsys):
     out = tmp_path / "fused.tif"
     rc = main(["fuse", str(SAMPLE / "sample_pan.tif"), str(SAMPLE / "sample_ms.tif"), str(out),
@@ -47,10 +49,15 @@ def test_batch_mode_over_a_folder(tmp_path, random_weights, capsys):
     src.mkdir()
     for stem in ("a", "b"):
         _small_pair(src, stem)
-    (src / "c_pan.tif").write_bytes(b"unpaired")  # no c_ms.tif: ignored
-    assert [s for _, _, s in find_pairs(src)] == ["a", "b"]
+    (src / "c_pan.tif").write_bytes(b"unpaired")  # no c_ms.tif: reported, not silently skipped
+    orphans = []
+    assert [s for _, _, s in find_pairs(src, orphans)] == ["a", "b"]
+    assert [(p.name, m.name) for p, m in orphans] == [("c_pan.tif", "c_ms.tif")]
     rc = main(["fuse", str(src), str(tmp_path / "out"), "--model", str(random_weights), "-q"])
-    assert rc == 0
+    cap = capsys.readouterr()
+    assert rc == 1  # something was skipped: a pipeline must notice
+    assert "c_pan.tif: no MS partner c_ms.tif" in cap.err
+    assert "fused 2/2 scenes" in cap.out and "1 PAN file(s) without MS skipped" in cap.out
     outs = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert outs == ["a_fused.tif", "b_fused.tif"]
     with rasterio.open(tmp_path / "out" / "a_fused.tif") as a, rasterio.open(tmp_path / "out" / "b_fused.tif") as b:

@@ -6,6 +6,7 @@ from conftest import write_tif
 from pantiny import pansharpen
 
 
+@pytest.mark.slow
 def test_geotiff_output_keeps_pan_grid_ms_dtype_and_nodata(tmp_path, scene_wv3, random_weights):
     pan, ms, _ = scene_wv3
     pan, ms = pan.copy(), ms.copy()

@@ -19,7 +19,7 @@ from pantiny.cli import main
 from pantiny.metrics import (cc, d_lambda, d_lambda_k, d_s, ergas, expand_ms, psnr, q2n, q2n_index, q_avg,
                              q_blocks, q_sliding, qindex, qnr, reduced_resolution, sam, ssim)
 from pantiny.metrics.imresize import imresize_down
-from pantiny.mtf import mtf_filter
+from pantiny.mtf import mtf_filter, toolbox_mtf_filter
 from pantiny.resample import downsample_bicubic, interp23tap
 from pantiny.synthetic import make_scene
 
@@ -323,17 +323,20 @@ def test_d_s_grows_when_pan_detail_is_removed(scene):
 def test_hqnr_uses_q2n_of_mtf_filtered_fusion(small):
     pan, ms, gt = small
     r = qnr(gt, ms, pan, sensor="ikonos", hqnr=True)
-    # D_lambda_K.m: 1 - q2n(msexp, MTF(fused), 32, 32), toolbox uint16 cast for DN data
+    # D_lambda_K.m: 1 - q2n(msexp, MTF(fused), 32, 32), toolbox uint16 cast for DN data; MTF.m is
+    # the toolbox's genMTF filter (not the normalised simulation filter of pantiny.mtf.mtf_filter)
     from pantiny.sensors import get_sensor
 
-    fm = mtf_filter(torch.from_numpy(gt.astype(np.float64))[None], get_sensor("ikonos").mtf_ms, 4)[0]
+    fm = toolbox_mtf_filter(torch.from_numpy(gt.astype(np.float64))[None], get_sensor("ikonos").mtf_ms, 4)[0]
     expected = 1 - q2n_index(expand_ms(ms), fm, 32, 32, as_uint16=True)[0]
     assert r.d_lambda_k == pytest.approx(expected, abs=1e-6)
     assert d_lambda_k(gt, ms, sensor="ikonos") == pytest.approx(expected, abs=1e-6)
     assert r.hqnr == pytest.approx((1 - r.d_lambda_k) * (1 - r.d_s), abs=1e-12)
     assert r.qnr == qnr(gt, ms, pan, sensor="ikonos").qnr  # HQNR leaves QNR unchanged
     d = r.as_dict()
-    assert set(d) == {"D_lambda", "D_s", "QNR", "D_lambda_K", "HQNR", "variant", "block"}
+    assert set(d) == {"D_lambda", "D_s", "QNR", "D_lambda_K", "HQNR", "variant", "block",
+                      "blocks_scored", "blocks_skipped"}
+    assert (d["blocks_scored"], d["blocks_skipped"]) == (16, 0)
     assert r.D_lambda == r.d_lambda and r.HQNR == r.hqnr
 
 
@@ -543,7 +546,7 @@ def test_ssim_and_crop():
     assert psnr(a, g, 2047, crop=5) == pytest.approx(psnr(a[:, 5:-5, 5:-5], g[:, 5:-5, 5:-5], 2047), abs=1e-12)
     assert sam(a, g, crop=(2, 3)) == pytest.approx(sam(a[:, 2:-3, 2:-3], g[:, 2:-3, 2:-3]), abs=1e-12)
     rr = reduced_resolution(a, gt, crop=4)
-    assert set(rr) == {"psnr", "ssim", "sam", "sam_deg", "ergas", "q2n", "q", "cc"}
+    assert set(rr) == {"psnr", "ssim", "sam", "sam_deg", "ergas", "q2n", "q", "cc", "scc"}
     assert rr["sam_deg"] == pytest.approx(math.degrees(rr["sam"]), abs=1e-9)
     assert rr["psnr"] == pytest.approx(psnr(a, g, 2047, crop=4), abs=1e-12)  # uint16 -> 2047
     assert rr["q2n"] == pytest.approx(q2n(a, gt, crop=4), abs=1e-12)

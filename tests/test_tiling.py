@@ -79,6 +79,7 @@ def test_bad_tiling_arguments():
         plan_tiles(100, 100, 32, 32)
 
 
+@pytest.mark.slow
 def test_model_tiled_equals_untiled_on_a_scene_several_tiles_wide(random_weights):
     from pantiny.synthetic import make_scene
 

@@ -27,9 +27,10 @@ def _cmd_qnr(args: argparse.Namespace) -> int:
 
     r = qnr(args.fused, args.ms, args.pan, sensor=args.sensor, ratio=args.ratio, variant=args.variant,
             hqnr=args.hqnr, block=args.block, p=args.p, q=args.q, alpha=args.alpha, beta=args.beta,
-            scale=args.scale, bands=_bands(args.bands), upsample=args.upsample)
+            scale=args.scale, bands=_bands(args.bands), upsample=args.upsample, nodata=args.nodata,
+            clip_bits=args.clip_bits)
     if args.json:
-        print(json.dumps(r.as_dict()))
+        print(json.dumps(r.as_dict()))  # NaN (undefined) scores are null
         return 0
     print(f"D_lambda  {r.d_lambda:.6f}")
     print(f"D_s       {r.d_s:.6f}")
@@ -37,21 +38,25 @@ def _cmd_qnr(args: argparse.Namespace) -> int:
     if r.hqnr is not None:
         print(f"D_lambda_K {r.d_lambda_k:.6f}")
         print(f"HQNR      {r.hqnr:.6f}")
-    print(f"({r.variant} definition, S={r.block}; see docs/metrics.md)")
+    skipped = f", {r.blocks_skipped} of {r.blocks_scored + r.blocks_skipped} windows skipped for nodata" \
+        if r.blocks_skipped else ""
+    print(f"({r.variant} definition, S={r.block}{skipped}; see docs/metrics.md)")
     return 0
 
 
 def _crop(text: str):
+    if text.strip() == "toolbox":
+        return "toolbox"
     parts = text.split(",")
     try:
         vals = [int(p) for p in parts]
     except ValueError:
-        raise ValueError(f"--crop must be N or BEFORE,AFTER (integers), got {text!r}") from None
+        raise ValueError(f"--crop must be N, BEFORE,AFTER (integers) or 'toolbox', got {text!r}") from None
     if len(vals) == 1:
         return vals[0]
     if len(vals) == 2:
         return (vals[0], vals[1])
-    raise ValueError(f"--crop must be N or BEFORE,AFTER, got {text!r}")
+    raise ValueError(f"--crop must be N, BEFORE,AFTER or 'toolbox', got {text!r}")
 
 
 def _cmd_score_rr(args: argparse.Namespace) -> int:
@@ -59,12 +64,13 @@ def _cmd_score_rr(args: argparse.Namespace) -> int:
 
     res: Dict[str, float] = reduced_resolution(args.fused, args.reference, ratio=args.ratio,
                                                data_range=args.data_range, crop=_crop(args.crop),
-                                               block=args.block, sensor=args.sensor, scale=args.scale)
+                                               block=args.block, sensor=args.sensor, scale=args.scale,
+                                               clip_bits=args.clip_bits)
     if args.json:
-        print(json.dumps({k: (None if math.isinf(v) else v) for k, v in res.items()}))
+        print(json.dumps({k: (None if math.isinf(v) or math.isnan(v) else v) for k, v in res.items()}))
         return 0
     labels = {"psnr": "PSNR (dB)", "ssim": "SSIM", "sam": "SAM (rad)", "sam_deg": "SAM (deg)",
-              "ergas": "ERGAS", "q2n": "Q2n", "q": "Q", "cc": "CC"}
+              "ergas": "ERGAS", "q2n": "Q2n", "q": "Q", "cc": "CC", "scc": "SCC"}
     for k, v in res.items():
         print(f"{labels[k]:<10} {v:.6f}")
     return 0
@@ -81,9 +87,13 @@ def register(subparsers) -> None:
     p.add_argument("ms", help="MS GeoTIFF (original, low resolution)")
     p.add_argument("fused", help="fused GeoTIFF on the PAN grid (same bands as MS, or 4 of them)")
     p.add_argument("--sensor", default=None, help="sensor key (default: the MS file's SENSOR tag)")
-    p.add_argument("--variant", default="toolbox", choices=("toolbox", "pantiny"),
-                   help="metric definition (default toolbox)")
-    p.add_argument("--hqnr", action="store_true", help="also compute D_lambda_K and HQNR (toolbox)")
+    p.add_argument("--variant", default="toolbox", choices=("toolbox", "orig_paper", "pantiny"),
+                   help="metric definition (default toolbox; orig_paper = toolbox flag_orig_paper=1)")
+    p.add_argument("--hqnr", action="store_true", help="also compute D_lambda_K and HQNR (toolbox variants)")
+    p.add_argument("--nodata", type=float, default=None,
+                   help="nodata DN of all inputs (default: each file's own); windows with nodata are skipped")
+    p.add_argument("--clip-bits", type=int, default=None,
+                   help="toolbox th_values: clip the fused image to [0, 2^L] first (e.g. 11)")
     p.add_argument("--block", type=int, default=32, help="Q block / window size in PAN pixels (default 32)")
     p.add_argument("--ratio", type=int, default=4, help="PAN/MS resolution ratio (default 4)")
     p.add_argument("--upsample", default="interp23tap", choices=("interp23tap", "bicubic"),
@@ -97,14 +107,17 @@ def register(subparsers) -> None:
 
     r = subparsers.add_parser(
         "score-rr", help="reduced-resolution scores of a fused image against a reference",
-        description="PSNR, SSIM, SAM, ERGAS, Q2n, Q and CC of FUSED against REFERENCE (same grid, same "
+        description="PSNR, SSIM, SAM, ERGAS, Q2n, Q, CC and SCC of FUSED against REFERENCE (same grid, same "
                     "units). See docs/metrics.md.")
     r.add_argument("fused", help="fused GeoTIFF")
     r.add_argument("reference", help="reference (ground-truth) GeoTIFF")
     r.add_argument("--data-range", type=float, default=None,
                    help="peak value for PSNR/SSIM (default: sensor maximum or from the dtype)")
     r.add_argument("--ratio", type=float, default=4, help="resolution ratio in ERGAS (default 4)")
-    r.add_argument("--crop", default="0", help="border to drop: N, or BEFORE,AFTER (default 0)")
+    r.add_argument("--crop", default="0",
+                   help="border to drop: N, BEFORE,AFTER, or 'toolbox' (= 20,21, the toolbox's dim_cut 21); default 0")
+    r.add_argument("--clip-bits", type=int, default=None,
+                   help="toolbox th_values: clip the fused image to [0, 2^L] first (e.g. 11)")
     r.add_argument("--block", type=int, default=32, help="Q / Q2n block size (default 32)")
     r.add_argument("--sensor", default=None, help="sensor key (for the default data range)")
     r.add_argument("--scale", type=float, default=None, help="full-scale DN (default data range)")

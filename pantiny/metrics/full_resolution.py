@@ -18,41 +18,65 @@ any sane input, QNR/HQNR in [0, 1] (higher is better).
 ``D_s.m`` with flag_orig_paper = 0, ``HQNR.m``, ``D_lambda_K.m``): Q on distinct S x S blocks at the
 PAN scale; R = MS upsampled to the PAN grid with ``interp23tap`` (``upsample="bicubic"`` as an
 option); P_ref = interp23tap(imresize(PAN, 1/ratio)) (MATLAB bicubic with antialiasing,
-:mod:`pantiny.metrics.imresize`; no MTF filter); MTF = the sensor's MS MTF filter from
-:mod:`pantiny.mtf` (gains from :mod:`pantiny.sensors`, 0.3 per band when the sensor is unknown, as
-``genMTF.m``). The toolbox's default full-resolution index is HQNR (``flagQNR = 0``).
+:mod:`pantiny.metrics.imresize`; no MTF filter); MTF = the toolbox's own MS MTF filter
+(``genMTF.m`` + ``MTF.m``: :func:`pantiny.mtf.toolbox_mtf_filter`; gains from
+:mod:`pantiny.sensors`, 0.3 per band when the sensor is unknown, as ``genMTF.m``). The toolbox's
+default full-resolution index is HQNR (``flagQNR = 0``).
+
+``variant="orig_paper"`` = the same toolbox files with ``flag_orig_paper = 1`` (Alparone et al.
+2008 as published): the reference Q's are taken at the MS scale on (S/ratio) x (S/ratio) blocks,
+R = the MS itself and P_ref = imresize(PAN, 1/ratio); the fused image's Q's stay at the PAN scale
+on S x S blocks. S must be a multiple of the ratio. HQNR in this variant uses this D_s.
 
 ``variant="pantiny"`` = the code PanTiny / Pan-Mamba ran (``py_tra/metrics.py``, from wasaCheney
 IQA_pansharpening_python): inputs converted to uint8 (``x/scale*255``, clipped, truncated), Q on a
 sliding 32 x 32 window ('valid' positions), R = the LRMS itself at the MS scale, P_ref = MTF-filtered
 PAN (GNyq 0.15 for every sensor) decimated by nearest neighbour (PAN pixel ``ratio*i``).
 
+Nodata (``nodata=``, default from the GeoTIFFs' metadata): windows holding a nodata pixel of the
+fused image, the PAN or the MS are skipped and counted (:attr:`QNRResult.blocks_skipped`); nodata
+pixels are filled from their nearest valid neighbours before filtering (see
+:class:`~pantiny.metrics.sources.ScoredSource`). An image without a single valid window is refused
+(``ValueError``). A zero-variance (constant, e.g. all-zero) band of the fused image, the MS or the
+PAN makes the distortions that use it undefined: they are NaN, with a :class:`DegenerateInputWarning`.
+
 Numbers are only comparable within one variant. See ``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+import math
+import warnings
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..normalize import resolve_scale
 from ..sensors import Sensor, get_sensor, resolve_bands
-from .sources import Input, RowSource, TiffSource, open_source, select_bands
+from .sources import Input, RowSource, ScoredSource, TiffSource, open_source, select_bands
 from .streaming import STRIP_VALUES, QSums, sliding_sums, toolbox_sums, upsampler
 
-VARIANTS = ("toolbox", "pantiny")
+VARIANTS = ("toolbox", "orig_paper", "pantiny")
 UPSAMPLERS = ("interp23tap", "bicubic")
+#: Rows read beyond a strip to fill nodata consistently (>= the reach of every filter, PAN pixels).
+_FILL_MARGIN_PAN = 64
+
+
+class DegenerateInputWarning(RuntimeWarning):
+    """An index is undefined for the input (e.g. a zero-variance band) and was returned as NaN."""
 
 
 @dataclass(frozen=True)
 class QNRResult:
     """Full-resolution scores of one fused image (unit-less).
 
-    ``d_lambda``, ``d_s`` (lower is better) and ``qnr`` (higher is better) are always set;
+    ``d_lambda``, ``d_s`` (lower is better) and ``qnr`` (higher is better) are always set (NaN
+    when undefined for a zero-variance input, with a :class:`DegenerateInputWarning`);
     ``hqnr`` and ``d_lambda_k`` only when HQNR was asked for (else None). ``variant`` names the
-    definition used, ``block`` the window size S in PAN pixels.
+    definition used, ``block`` the window size S in PAN pixels. ``blocks_scored`` counts the
+    PAN-scale windows scored (distinct blocks; sliding positions for the pantiny variant) and
+    ``blocks_skipped`` those left out because they hold a nodata pixel.
     """
 
     d_lambda: float
@@ -62,6 +86,8 @@ class QNRResult:
     block: int = 32
     hqnr: Optional[float] = None
     d_lambda_k: Optional[float] = None
+    blocks_scored: Optional[int] = None
+    blocks_skipped: int = 0
 
     # Names as written in the literature.
     D_lambda = property(lambda self: self.d_lambda)
@@ -71,19 +97,24 @@ class QNRResult:
     D_lambda_K = property(lambda self: self.d_lambda_k)
 
     def as_dict(self) -> Dict[str, object]:
-        """``{"D_lambda", "D_s", "QNR", ["D_lambda_K", "HQNR"], "variant", "block"}`` (JSON-ready)."""
-        d: Dict[str, object] = {"D_lambda": self.d_lambda, "D_s": self.d_s, "QNR": self.qnr}
+        """``{"D_lambda", "D_s", "QNR", ["D_lambda_K", "HQNR"], "variant", "block", "blocks_scored",
+        "blocks_skipped"}``; NaN scores become None (JSON-ready)."""
+        nan_none = lambda v: None if v is not None and math.isnan(v) else v  # noqa: E731
+        d: Dict[str, object] = {"D_lambda": nan_none(self.d_lambda), "D_s": nan_none(self.d_s),
+                                "QNR": nan_none(self.qnr)}
         if self.hqnr is not None:
-            d["D_lambda_K"] = self.d_lambda_k
-            d["HQNR"] = self.hqnr
+            d["D_lambda_K"] = nan_none(self.d_lambda_k)
+            d["HQNR"] = nan_none(self.hqnr)
         d["variant"], d["block"] = self.variant, self.block
+        d["blocks_scored"], d["blocks_skipped"] = self.blocks_scored, self.blocks_skipped
         return d
 
     def __str__(self) -> str:
         parts = [f"D_lambda={self.d_lambda:.4f}", f"D_s={self.d_s:.4f}", f"QNR={self.qnr:.4f}"]
         if self.hqnr is not None:
             parts += [f"D_lambda_K={self.d_lambda_k:.4f}", f"HQNR={self.hqnr:.4f}"]
-        return " ".join(parts) + f" ({self.variant}, S={self.block})"
+        skipped = f", {self.blocks_skipped} nodata blocks skipped" if self.blocks_skipped else ""
+        return " ".join(parts) + f" ({self.variant}, S={self.block}{skipped})"
 
 
 @dataclass(frozen=True)
@@ -103,9 +134,52 @@ def _check_int(name: str, v: object, lo: int) -> int:
     return int(v)
 
 
+def _same_transform(t1, t2, tol: float) -> bool:
+    return all(abs(x - y) <= tol for x, y in zip(tuple(t1)[:6], tuple(t2)[:6]))
+
+
+def _check_grids(f: RowSource, m: RowSource, p: Optional[RowSource], ratio: int) -> None:
+    """Georeferencing checks for GeoTIFF inputs (as ``pansharpen``): PAN/MS nested grids of one CRS
+    and extent (``pantiny.io.check_pair``), fused image on the PAN grid (same CRS, transform, size),
+    or, without a PAN, fused and MS nested like PAN and MS."""
+    from ..io import check_pair
+
+    if isinstance(p, TiffSource) and isinstance(m, TiffSource):
+        check_pair(p.info, m.info, ratio)
+    if not isinstance(f, TiffSource):
+        return
+    fi = f.info
+    if isinstance(p, TiffSource):
+        pi = p.info
+        if (fi.crs is None) != (pi.crs is None) or (fi.crs is not None and fi.crs != pi.crs):
+            raise ValueError(f"the fused image must be on the PAN grid: its CRS is {fi.crs or 'unset'}, "
+                             f"the PAN's {pi.crs or 'unset'}")
+        if (fi.height, fi.width) != (pi.height, pi.width):
+            raise ValueError(f"the fused image must be on the PAN grid: it is {fi.height}x{fi.width}, "
+                             f"the PAN {pi.height}x{pi.width}")
+        if not _same_transform(fi.transform, pi.transform, 1e-6 * max(abs(pi.transform.a), abs(pi.transform.e))):
+            raise ValueError(f"the fused image must be on the PAN grid: its geotransform {tuple(fi.transform)[:6]} "
+                             f"differs from the PAN's {tuple(pi.transform)[:6]}")
+    elif isinstance(m, TiffSource):
+        try:  # the fused image plays the PAN's part: same CRS/extent, pixel size = MS / ratio
+            check_pair(replace(fi, count=1), m.info, ratio)
+        except ValueError as e:
+            msg = str(e).replace("PAN", "fused image")
+            raise ValueError(f"the fused image must be on the PAN grid of the MS: {msg}") from None
+
+
+def _nodata_of(src: RowSource, nodata: Optional[float]) -> Optional[float]:
+    """``nodata`` when given, else the GeoTIFF's nodata value (arrays: none)."""
+    if nodata is not None:
+        return float(nodata)
+    return src.info.nodata if isinstance(src, TiffSource) else None
+
+
 def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: int, block: int,
-             bands: Optional[Sequence[int]], scale: Optional[float]) -> _Prepared:
-    """Open the inputs, check shapes, choose the MS bands that match the fused bands."""
+             bands: Optional[Sequence[int]], scale: Optional[float], nodata: Optional[float] = None,
+             clip_bits: Optional[int] = None, variant: str = "toolbox", upsample: str = "interp23tap") -> _Prepared:
+    """Open the inputs, check shapes and grids, choose the MS bands that match the fused bands, and
+    wrap the sources for nodata masking / clipping when asked."""
     ratio = _check_int("ratio", ratio, 1)
     block = _check_int("block", block, 2)
     f, m = open_source(fused, "fused image"), open_source(ms, "MS")
@@ -122,6 +196,7 @@ def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: in
                          f"must be {hh / ratio:g}x{ww / ratio:g} (PAN size = ratio x MS size)")
     if min(hh, ww) < block:
         raise ValueError(f"PAN grid {hh}x{ww} is smaller than one {block}x{block} block")
+    _check_grids(f, m, p, ratio)
     if sensor is None and isinstance(m, TiffSource) and m.tags.get("SENSOR"):
         try:
             sensor = get_sensor(m.tags["SENSOR"])
@@ -144,6 +219,24 @@ def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: in
     if idx != tuple(range(cm)):
         m = select_bands(m, idx)
     sc = resolve_scale(m.dtype, s, scale)
+    if nodata is not None and (isinstance(nodata, bool)
+                               or not isinstance(nodata, (int, float, np.integer, np.floating))):
+        raise ValueError(f"nodata must be a number, got {nodata!r}")
+    clip = None
+    if clip_bits is not None:
+        clip = (0.0, float(2 ** _check_int("clip_bits", clip_bits, 1)))
+    nd_f, nd_m = _nodata_of(f, nodata), _nodata_of(m, nodata)
+    nd_p = _nodata_of(p, nodata) if p is not None else None
+    # nodata fill = the border rule of the filter that reads the image (see ScoredSource), so that
+    # a scene with a nodata border scores as the valid rectangle cut out would
+    toolbox = variant != "pantiny"
+    if nd_f is not None or clip is not None:
+        f = ScoredSource(f, nd_f, clip, "nearest", _FILL_MARGIN_PAN)  # MTF.m: replicate
+    if nd_m is not None:
+        fill = "wrap" if toolbox and upsample == "interp23tap" else "nearest"  # interp23tap: circular
+        m = ScoredSource(m, nd_m, None, fill, -(-_FILL_MARGIN_PAN // ratio))
+    if p is not None and nd_p is not None:  # imresize: symmetric; pantiny's MTF: replicate
+        p = ScoredSource(p, nd_p, None, "mirror" if toolbox else "nearest", _FILL_MARGIN_PAN)
     return _Prepared(f, m, p, s, idx, sc, cm)
 
 
@@ -182,6 +275,36 @@ def _distortions(sums: QSums, p: float, q: float) -> Tuple[float, float]:
     return d_lambda, d_s
 
 
+_NAMES = {"fused": "fused image", "ms": "MS", "pan": "PAN"}
+
+
+def _check_some_valid(sums: QSums, block: int, variant: str) -> None:
+    """ValueError when nodata left no window to score, naming the image(s) at fault."""
+    if sums.n_high > 0 and sums.n_low > 0:
+        return
+    full = [_NAMES[k] for k, n in sums.nodata_px.items() if n and n == sums.seen_px.get(k)]
+    what = "sliding window position" if variant == "pantiny" else "block"
+    if full:
+        names = full[0] if len(full) == 1 else ", ".join(full[:-1]) + " and " + full[-1]
+        raise ValueError(f"the {names} {'is' if len(full) == 1 else 'are'} entirely nodata (every pixel "
+                         "equals the nodata value): there is nothing to score")
+    share = ", ".join(f"{_NAMES[k]} {100.0 * n / max(1, sums.seen_px[k]):.1f}%" for k, n in sums.nodata_px.items())
+    raise ValueError(f"no valid {block}x{block} {what}: every one holds a nodata pixel (nodata pixels: {share}); "
+                     "score a larger area or a smaller block")
+
+
+def _degenerate(sums: QSums) -> Dict[str, List[int]]:
+    """Zero-variance bands per image ("fused", "ms", "pan") over the scored pixels."""
+    return {k: r.constant_bands() for k, r in sums.ranges.items() if r.constant_bands()}
+
+
+def _warn_undefined(flat: Dict[str, List[int]], undefined: Sequence[str]) -> None:
+    where = "; ".join(f"{_NAMES[k]} band(s) {v}" if k != "pan" else "PAN" for k, v in flat.items())
+    warnings.warn(f"zero-variance (constant) input: {where}. {', '.join(undefined)} "
+                  f"{'is' if len(undefined) == 1 else 'are'} undefined and returned as NaN",
+                  DegenerateInputWarning, stacklevel=4)
+
+
 def _check_exponents(**kw: float) -> None:
     for k, v in kw.items():
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
@@ -192,45 +315,71 @@ def _check_exponents(**kw: float) -> None:
 def _score(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: int, variant: str,
            hqnr: bool, block: int, p: float, q: float, alpha: float, beta: float,
            scale: Optional[float], bands: Optional[Sequence[int]], upsample: str,
-           strip_values: int, spectral: bool = True, spatial: bool = True) -> QNRResult:
+           strip_values: int, spectral: bool = True, spatial: bool = True,
+           nodata: Optional[float] = None, clip_bits: Optional[int] = None) -> QNRResult:
     if variant not in VARIANTS:
         raise ValueError(f"unknown QNR variant {variant!r}; use one of {', '.join(VARIANTS)}")
     if upsample not in UPSAMPLERS:
         raise ValueError(f"unknown upsampling {upsample!r}; use one of {', '.join(UPSAMPLERS)}")
     _check_exponents(p=p, q=q, alpha=alpha, beta=beta)
     strip_values = _check_int("strip_values", strip_values, 1)
-    if variant == "toolbox" and upsample == "interp23tap" and isinstance(ratio, (int, np.integer)) \
+    if (variant == "toolbox" or hqnr) and upsample == "interp23tap" and isinstance(ratio, (int, np.integer)) \
             and ratio >= 1 and ratio & (ratio - 1):
         raise ValueError(f"interp23tap needs a power-of-2 ratio, got {ratio}; pass upsample='bicubic'")
-    if hqnr and variant != "toolbox":
-        raise ValueError("HQNR is defined by the toolbox only: use variant='toolbox' with hqnr=True")
-    prep = _prepare(fused, ms, pan, sensor=sensor, ratio=ratio, block=block, bands=bands, scale=scale)
+    if hqnr and variant == "pantiny":
+        raise ValueError("HQNR is defined by the toolbox only: use variant='toolbox' (or 'orig_paper') "
+                         "with hqnr=True")
+    if variant == "orig_paper" and isinstance(ratio, (int, np.integer)) and isinstance(block, (int, np.integer)) \
+            and ratio >= 1 and block % ratio:
+        raise ValueError(f"variant 'orig_paper' scores the MS on block/ratio blocks: block {block} must be a "
+                         f"multiple of the ratio {ratio}")
+    prep = _prepare(fused, ms, pan, sensor=sensor, ratio=ratio, block=block, bands=bands, scale=scale,
+                    nodata=nodata, clip_bits=clip_bits, variant=variant, upsample=upsample)
     if variant == "pantiny":
         _check_units(prep, "the pantiny variant's uint8 conversion")
     if hqnr:
         _check_units(prep, "D_lambda_K (Q2n of the fused image against the upsampled MS)")
-    if variant == "toolbox":
+    if variant in ("toolbox", "orig_paper"):
         gains = _mtf_gains(prep) if hqnr else None
         sums = toolbox_sums(prep.fused, prep.ms, prep.pan, ratio=ratio, block=block, up=upsample,
                             spectral=spectral, spatial=spatial, mtf_gains=gains,
-                            as_uint16=prep.ms.dtype.kind in "ui", strip_values=strip_values)
+                            as_uint16=prep.ms.dtype.kind in "ui", strip_values=strip_values,
+                            orig_paper=variant == "orig_paper")
     else:
         sums = sliding_sums(prep.fused, prep.ms, prep.pan, ratio=ratio, block=block, scale=prep.scale,
                             spectral=spectral, spatial=spatial, strip_values=strip_values)
+    _check_some_valid(sums, block, variant)
     d_lambda, d_s = _distortions(sums, p, q)
+    d_lambda_k = 1.0 - sums.q2n / sums.n_high if hqnr else None
+    # Zero-variance images: UIQI is 0/0 on every window (the toolbox returns NaN), so the
+    # distortions built on it are undefined; Q2n (D_lambda_K) is undefined for a constant reference.
+    flat = _degenerate(sums)
+    undefined = []
+    if spectral and ("fused" in flat or "ms" in flat):
+        d_lambda = math.nan
+        undefined.append("D_lambda")
+    if spatial and flat:
+        d_s = math.nan
+        undefined.append("D_s")
+    if d_lambda_k is not None and "ms" in flat:
+        d_lambda_k = math.nan
+        undefined.append("D_lambda_K")
+    if undefined:
+        _warn_undefined(flat, undefined)
     value = float((1 - d_lambda) ** alpha * (1 - d_s) ** beta)
-    if not hqnr:
-        return QNRResult(d_lambda, d_s, value, variant, block)
-    d_lambda_k = 1.0 - sums.q2n / sums.n_high
+    counts = dict(blocks_scored=sums.n_high, blocks_skipped=sums.skipped)
+    if d_lambda_k is None:
+        return QNRResult(d_lambda, d_s, value, variant, block, **counts)
     h = float((1 - d_lambda_k) ** alpha * (1 - d_s) ** beta)
-    return QNRResult(d_lambda, d_s, value, variant, block, h, float(d_lambda_k))
+    return QNRResult(d_lambda, d_s, value, variant, block, h, float(d_lambda_k), **counts)
 
 
 def qnr(fused: Input, ms: Input, pan: Input, *, sensor: "str | Sensor | None" = None, ratio: int = 4,
         variant: str = "toolbox", hqnr: bool = False, block: int = 32, p: float = 1, q: float = 1,
         alpha: float = 1, beta: float = 1, scale: Optional[float] = None,
         bands: Optional[Sequence[int]] = None, upsample: str = "interp23tap",
-        strip_values: int = STRIP_VALUES) -> QNRResult:
+        strip_values: int = STRIP_VALUES, nodata: Optional[float] = None,
+        clip_bits: Optional[int] = None) -> QNRResult:
     """No-reference quality (D_lambda, D_s, QNR and optionally HQNR) of a pan-sharpened image.
 
     Args:
@@ -244,8 +393,11 @@ def qnr(fused: Input, ms: Input, pan: Input, *, sensor: "str | Sensor | None" = 
         sensor: sensor name (MTF gains for HQNR, value scale for the pantiny variant, band map);
             read from the MS GeoTIFF's ``SENSOR`` tag when not given.
         ratio: PAN/MS resolution ratio (H = ratio x MS height exactly).
-        variant: "toolbox" (Vivone 2020, default) or "pantiny" (PanTiny / Pan-Mamba code).
-        hqnr: also compute D_lambda_K and HQNR (toolbox variant only).
+        variant: "toolbox" (Vivone 2020, default), "orig_paper" (the toolbox with
+            ``flag_orig_paper = 1``: MS-scale reference on S/ratio blocks) or "pantiny"
+            (PanTiny / Pan-Mamba code).
+        hqnr: also compute D_lambda_K and HQNR (toolbox and orig_paper variants), with the
+            toolbox's own MTF filter (``genMTF.m``, :func:`pantiny.mtf.toolbox_mtf_filter`).
         block: Q block / window size S in PAN pixels (32). The toolbox variant scores the
             complete S x S blocks from the top-left corner (a remainder of ``H mod S`` rows /
             ``W mod S`` columns is left out).
@@ -256,48 +408,60 @@ def qnr(fused: Input, ms: Input, pan: Input, *, sensor: "str | Sensor | None" = 
         upsample: "interp23tap" (toolbox) or "bicubic": MS -> PAN grid, and the re-interpolation
             of the degraded PAN (toolbox variant).
         strip_values: numbers per image per strip (bounds memory when streaming large scenes).
+        nodata: DN marking missing pixels in all three inputs (default: each GeoTIFF's own nodata
+            value; arrays: none). A pixel is nodata when all its bands equal it. Windows holding
+            a nodata pixel of any input are skipped and counted in ``blocks_skipped``.
+        clip_bits: the toolbox's ``th_values`` option: clip the fused image to [0, 2**clip_bits]
+            (e.g. 11) before scoring. Default: no clipping.
 
     Returns:
-        :class:`QNRResult`.
+        :class:`QNRResult`. Distortions that a zero-variance (constant) band makes undefined are
+        NaN, with a :class:`DegenerateInputWarning`.
 
     Raises:
-        ValueError: shape/ratio/band-count mismatch, NaN or inf values, unknown variant or
-            sensor, non-positive exponents, fused and MS in clearly different units (HQNR and
-            the pantiny variant), images smaller than one window.
+        ValueError: shape/ratio/band-count mismatch, GeoTIFFs on different grids (CRS, extent,
+            pixel size; the fused file must have the PAN's CRS, transform and size), NaN or inf
+            values that are not nodata, unknown variant or sensor, non-positive exponents, fused
+            and MS in clearly different units (HQNR and the pantiny variant), images smaller than
+            one window, an image that is entirely nodata or leaves no window without nodata.
     """
     return _score(fused, ms, pan, sensor=sensor, ratio=ratio, variant=variant, hqnr=hqnr, block=block,
                   p=p, q=q, alpha=alpha, beta=beta, scale=scale, bands=bands, upsample=upsample,
-                  strip_values=strip_values)
+                  strip_values=strip_values, nodata=nodata, clip_bits=clip_bits)
 
 
 def d_lambda(fused: Input, ms: Input, *, sensor: "str | Sensor | None" = None, ratio: int = 4,
              variant: str = "toolbox", block: int = 32, p: float = 1, scale: Optional[float] = None,
              bands: Optional[Sequence[int]] = None, upsample: str = "interp23tap",
-             strip_values: int = STRIP_VALUES) -> float:
+             strip_values: int = STRIP_VALUES, nodata: Optional[float] = None,
+             clip_bits: Optional[int] = None) -> float:
     """Spectral distortion D_lambda (no PAN needed); arguments and definitions as :func:`qnr`."""
     return _score(fused, ms, None, sensor=sensor, ratio=ratio, variant=variant, hqnr=False, block=block,
                   p=p, q=1, alpha=1, beta=1, scale=scale, bands=bands, upsample=upsample,
-                  strip_values=strip_values, spatial=False).d_lambda
+                  strip_values=strip_values, spatial=False, nodata=nodata, clip_bits=clip_bits).d_lambda
 
 
 def d_s(fused: Input, ms: Input, pan: Input, *, sensor: "str | Sensor | None" = None, ratio: int = 4,
         variant: str = "toolbox", block: int = 32, q: float = 1, scale: Optional[float] = None,
         bands: Optional[Sequence[int]] = None, upsample: str = "interp23tap",
-        strip_values: int = STRIP_VALUES) -> float:
+        strip_values: int = STRIP_VALUES, nodata: Optional[float] = None,
+        clip_bits: Optional[int] = None) -> float:
     """Spatial distortion D_s; arguments and definitions as :func:`qnr`."""
     return _score(fused, ms, pan, sensor=sensor, ratio=ratio, variant=variant, hqnr=False, block=block,
                   p=1, q=q, alpha=1, beta=1, scale=scale, bands=bands, upsample=upsample,
-                  strip_values=strip_values, spectral=False).d_s
+                  strip_values=strip_values, spectral=False, nodata=nodata, clip_bits=clip_bits).d_s
 
 
 def d_lambda_k(fused: Input, ms: Input, *, sensor: "str | Sensor | None" = None, ratio: int = 4,
                block: int = 32, bands: Optional[Sequence[int]] = None, upsample: str = "interp23tap",
-               strip_values: int = STRIP_VALUES) -> float:
+               strip_values: int = STRIP_VALUES, nodata: Optional[float] = None,
+               clip_bits: Optional[int] = None) -> float:
     """Khan's D_lambda_K = 1 - Q2n(MS_up, MTF(fused)) on distinct S x S blocks (toolbox
-    ``D_lambda_K.m``); arguments as :func:`qnr`. Fused in the MS's units."""
+    ``D_lambda_K.m``, MTF = the toolbox's ``genMTF.m`` filter); arguments as :func:`qnr`.
+    Fused in the MS's units."""
     r = _score(fused, ms, None, sensor=sensor, ratio=ratio, variant="toolbox", hqnr=True, block=block,
                p=1, q=1, alpha=1, beta=1, scale=None, bands=bands, upsample=upsample,
-               strip_values=strip_values, spectral=False, spatial=False)
+               strip_values=strip_values, spectral=False, spatial=False, nodata=nodata, clip_bits=clip_bits)
     return r.d_lambda_k  # type: ignore[return-value]
 
 

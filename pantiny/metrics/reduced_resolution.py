@@ -1,11 +1,12 @@
-"""Reduced-resolution (reference-based) metrics: PSNR, SSIM, SAM, ERGAS, Q2n, Q, CC.
+"""Reduced-resolution (reference-based) metrics: PSNR, SSIM, SAM, ERGAS, Q2n, Q, CC, SCC.
 
 Every function takes ``fused`` and ``reference`` (the ground truth) as (C,H,W) numpy arrays, torch
 tensors or GeoTIFF paths ((H,W) is read as one band), on the same grid and in the same units, and
 computes in float64. ``crop`` removes a border before scoring: an int ``c`` drops ``c`` pixels on
 every side; a pair ``(before, after)`` drops ``before`` rows/columns at the top/left and ``after``
-at the bottom/right (the toolbox's ``indexes_evaluation.m`` with ``dim_cut = 21`` keeps
-``I(21:end-21, ...)`` in 1-based MATLAB indexing, i.e. ``crop=(20, 20)``).
+at the bottom/right; ``crop="toolbox"`` is the toolbox's cut: ``indexes_evaluation.m`` with
+``dim_cut = 21`` keeps ``I(dim_cut:end-dim_cut, ...)`` in 1-based MATLAB indexing, i.e. drops 20
+rows/columns before and 21 after: ``crop=(20, 21)`` (:data:`TOOLBOX_CROP`).
 
 Definitions (Vivone 2020 toolbox ``Quality_Indices`` unless said otherwise):
 
@@ -25,11 +26,19 @@ Definitions (Vivone 2020 toolbox ``Quality_Indices`` unless said otherwise):
 * Q = mean over bands of UIQI on a sliding 32x32 window (toolbox ``Q.m`` -> ``img_qi.m``).
 * CC = mean over bands of the Pearson correlation (PanTiny / Pan-Mamba ``metricsutil.py``); a band
   pair with zero variance counts 1 if identical, else 0.
+* SCC = spatial correlation coefficient, toolbox ``SCC.m``: per band, the 1-pixel image border is
+  cut, the Sobel gradient magnitude ``sqrt(gx^2 + gy^2)`` is taken with ``imfilter``'s zero
+  padding, and SCC = sum(G_F * G_R) / sqrt(sum G_F^2 * sum G_R^2) over all bands and pixels
+  together. NaN (with a ``DegenerateInputWarning``) when an image has no gradient at all.
+
+``reduced_resolution(..., clip_bits=L)`` is the toolbox's ``th_values`` option: the fused image is
+clipped to [0, 2^L] before scoring.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -38,11 +47,14 @@ import torch.nn.functional as F
 
 from ..normalize import resolve_scale
 from ..sensors import get_sensor
+from .full_resolution import DegenerateInputWarning
 from .hypercomplex import q2n_index
 from .sources import Input, open_source
 from .uiqi import q_sliding
 
-Crop = Union[int, Tuple[int, int]]
+Crop = Union[int, Tuple[int, int], str]
+#: The toolbox's reduced-resolution border cut (``dim_cut = 21``): 20 pixels before, 21 after.
+TOOLBOX_CROP: Tuple[int, int] = (20, 21)
 
 
 def _load(x: Input, name: str) -> Tuple[torch.Tensor, np.dtype]:
@@ -57,12 +69,16 @@ def _pair(fused: Input, reference: Input, crop: Crop = 0) -> Tuple[torch.Tensor,
     if f.shape != g.shape:
         raise ValueError(f"fused and reference must both be (C,H,W) of the same shape, "
                          f"got {tuple(f.shape)} and {tuple(g.shape)}")
+    if isinstance(crop, str):
+        if crop != "toolbox":
+            raise ValueError(f"crop must be an int, a (before, after) pair or 'toolbox', got {crop!r}")
+        crop = TOOLBOX_CROP
     if isinstance(crop, (int, np.integer)) and not isinstance(crop, bool):
         before, after = int(crop), int(crop)
     elif isinstance(crop, (tuple, list)) and len(crop) == 2:
         before, after = int(crop[0]), int(crop[1])
     else:
-        raise ValueError(f"crop must be an int or a (before, after) pair, got {crop!r}")
+        raise ValueError(f"crop must be an int, a (before, after) pair or 'toolbox', got {crop!r}")
     if before < 0 or after < 0 or before + after >= min(f.shape[-2:]):
         raise ValueError(f"crop {crop} is negative or leaves nothing of a {f.shape[-2]}x{f.shape[-1]} image")
     if before or after:
@@ -151,6 +167,36 @@ def cc(fused: Input, reference: Input, crop: Crop = 0) -> float:
     return float(r.mean())
 
 
+_SOBEL = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], dtype=torch.float64)
+
+
+def _sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """SCC.m's gradient image: (C,H,W) -> (C,H-2,W-2), 1-pixel border cut, then MATLAB
+    ``imfilter(., fspecial('sobel'))`` and its transpose (correlation, zero padding, same size)."""
+    inner = x[:, 1:-1, 1:-1][:, None]
+    gy = F.conv2d(inner, _SOBEL.view(1, 1, 3, 3), padding=1)  # conv2d is a correlation, as imfilter
+    gx = F.conv2d(inner, _SOBEL.t().reshape(1, 1, 3, 3), padding=1)
+    return torch.sqrt(gx * gx + gy * gy)[:, 0]
+
+
+def scc(fused: Input, reference: Input, crop: Crop = 0) -> float:
+    """Spatial correlation coefficient (toolbox ``SCC.m``; Vivone et al. 2015/2020): correlation of
+    the Sobel gradient magnitudes over all bands and pixels (not centred). Unit-less, 1 when the
+    gradient magnitudes are proportional; NaN with a ``DegenerateInputWarning`` when either image
+    has no gradient (0/0 in the toolbox). Images of at least 3x3 pixels (after ``crop``)."""
+    f, g = _pair(fused, reference, crop)
+    if min(f.shape[-2:]) < 3:
+        raise ValueError(f"SCC needs images of at least 3x3 pixels, got {f.shape[-2]}x{f.shape[-1]}")
+    a, b = _sobel_magnitude(f), _sobel_magnitude(g)
+    na, nb = float((a * a).sum()), float((b * b).sum())
+    if na == 0 or nb == 0:
+        which = "fused image" if na == 0 else "reference"
+        warnings.warn(f"SCC is undefined: the {which} has no gradient (flat after the 1-pixel border cut); "
+                      "returning NaN", DegenerateInputWarning, stacklevel=2)
+        return math.nan
+    return float((a * b).sum()) / math.sqrt(na) / math.sqrt(nb)
+
+
 def q2n(fused: Input, reference: Input, block: int = 32, shift: Optional[int] = None, crop: Crop = 0,
         as_uint16: Optional[bool] = None) -> float:
     """Q2n (Q4 / Q8 / Q2^n) of ``fused`` against ``reference`` on ``block`` windows ``shift`` apart
@@ -173,21 +219,27 @@ def q_avg(fused: Input, reference: Input, block: int = 32, crop: Crop = 0) -> fl
 
 def reduced_resolution(fused: Input, reference: Input, *, ratio: int = 4, data_range: Optional[float] = None,
                        crop: Crop = 0, block: int = 32, sensor: Optional[str] = None,
-                       scale: Optional[float] = None) -> Dict[str, float]:
+                       scale: Optional[float] = None, clip_bits: Optional[int] = None) -> Dict[str, float]:
     """All RR metrics at once: ``psnr`` (dB), ``ssim``, ``sam`` (radians), ``sam_deg`` (degrees),
-    ``ergas``, ``q2n``, ``q``, ``cc``.
+    ``ergas``, ``q2n``, ``q``, ``cc``, ``scc``.
 
     ``data_range`` defaults to the value scale of the reference (``resolve_scale``: ``scale``, else
     the sensor's maximum, else from the reference's dtype: 255 for uint8, 2047 for (u)int16 i.e.
-    11-bit, 1.0 for floats).
+    11-bit, 1.0 for floats). ``crop="toolbox"`` = the toolbox's (20, 21) cut; ``clip_bits=L`` = the
+    toolbox's ``th_values`` option (fused image clipped to [0, 2^L] first, e.g. L = 11).
     """
     g, dt = _load(reference, "reference")
     f, _ = _load(fused, "fused image")
     if data_range is None:
         data_range = resolve_scale(dt, get_sensor(sensor) if sensor is not None else None, scale)
     f, g = _pair(f, g, crop)
+    if clip_bits is not None:
+        if isinstance(clip_bits, bool) or not isinstance(clip_bits, (int, np.integer)) or clip_bits < 1:
+            raise ValueError(f"clip_bits must be an integer >= 1, got {clip_bits!r}")
+        f = f.clamp(0.0, float(2 ** int(clip_bits)))
     return {
         "psnr": psnr(f, g, data_range), "ssim": ssim(f, g, data_range),
         "sam": sam(f, g), "sam_deg": sam(f, g, degrees=True), "ergas": ergas(f, g, ratio),
         "q2n": q2n(f, g, block, as_uint16=np.dtype(dt).kind in "ui"), "q": q_avg(f, g, block), "cc": cc(f, g),
+        "scc": scc(f, g),
     }

@@ -97,20 +97,27 @@ def block_moments(x: torch.Tensor, block: int) -> Tuple[torch.Tensor, torch.Tens
 
 
 def q_block_sums(x: torch.Tensor, pairs: Sequence[Tuple[int, int]], block: int,
-                 y: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 y: Optional[torch.Tensor] = None, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Sums over blocks of Q for many band pairs at once, each band's moments computed once.
 
     ``x`` (C, H, W) float64. Without ``y``: Q(x_i, x_j) for each ``(i, j)`` in ``pairs``. With ``y``
-    (1, H, W): Q(x_b, y) for every band b (``pairs`` ignored). Returns float64 sums, one per pair /
-    band; divide by the block count for the mean.
+    (1, H, W): Q(x_b, y) for every band b (``pairs`` ignored). ``valid`` (nb,) bool, blocks in
+    row-major order: only those blocks are summed (nodata masking). Returns float64 sums, one per
+    pair / band; divide by the (valid) block count for the mean.
     """
+    if valid is not None:
+        if not bool(valid.any()):
+            return torch.zeros(x.shape[0] if y is not None else len(pairs), dtype=torch.float64)
+        keep = valid.to(torch.float64)
     m, d, v = block_moments(x, block)
     if y is not None:
         my, dy, vy = block_moments(y, block)
-        return q_from_moments(m, my, v, vy, (d * dy).mean(-1)).sum(-1)
+        q = q_from_moments(m, my, v, vy, (d * dy).mean(-1))
+        return (q * keep).sum(-1) if valid is not None else q.sum(-1)
     out = torch.zeros(len(pairs), dtype=torch.float64)
     for k, (i, j) in enumerate(pairs):
-        out[k] = q_from_moments(m[i], m[j], v[i], v[j], (d[i] * d[j]).mean(-1)).sum()
+        q = q_from_moments(m[i], m[j], v[i], v[j], (d[i] * d[j]).mean(-1))
+        out[k] = (q * keep).sum() if valid is not None else q.sum()
     return out
 
 
@@ -138,11 +145,13 @@ def sliding_moments(x: torch.Tensor, y: torch.Tensor, block: int) -> Tuple[torch
     return mx + ox, my + oy, vx, vy, cxy
 
 
-def q_sliding_sums(x: torch.Tensor, pairs: Sequence[Tuple[int, int]], block: int) -> torch.Tensor:
+def q_sliding_sums(x: torch.Tensor, pairs: Sequence[Tuple[int, int]], block: int,
+                   valid: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Sums over all 'valid' sliding windows of Q(x_i, x_j) for each pair, x (K, H, W) float64.
 
     Same values as :func:`q_sliding` per pair; each band's window means and variances are
-    computed once (one integral image per band and one per pair).
+    computed once (one integral image per band and one per pair). ``valid`` (H-S+1, W-S+1) bool:
+    only those window positions are summed (nodata masking).
     """
     n = float(block * block)
     o = torch.round(x.mean((-2, -1), keepdim=True))
@@ -152,7 +161,8 @@ def q_sliding_sums(x: torch.Tensor, pairs: Sequence[Tuple[int, int]], block: int
     out = torch.zeros(len(pairs), dtype=torch.float64)
     for k, (i, j) in enumerate(pairs):
         c = box_sums(xs[i] * xs[j], block) / n - m[i] * m[j]
-        out[k] = q_from_moments(m[i] + o[i], m[j] + o[j], v[i], v[j], c).sum()
+        q = q_from_moments(m[i] + o[i], m[j] + o[j], v[i], v[j], c)
+        out[k] = (q * valid).sum() if valid is not None else q.sum()
     return out
 
 

@@ -26,6 +26,7 @@
     ssim = 4.0
     focal = 1.5
     focal_as_l1 = false         # true: the released code's behaviour (focal term -> L1)
+    sam = 0.0                   # spectral-angle term (radians), ours; 0 = the paper's loss
 
     [[data]]                    # as many as needed
     kind = "geotiff"            # Wald-degraded full-resolution scene ...
@@ -109,6 +110,7 @@ class LossConfig:
     ssim: float = 4.0
     focal: float = 1.5
     focal_as_l1: bool = False
+    sam: float = 0.0
 
 
 @dataclass
@@ -191,7 +193,7 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
             and all(0 <= b < 1 for b in optim.betas)):
         raise ValueError(f"[optim] needs lr > 0, 0 <= eta_min <= lr, weight_decay >= 0, betas in [0, 1): {optim}")
     loss = _build(LossConfig, dict(d.get("loss", {})), "loss")
-    if min(loss.charbonnier, loss.ssim, loss.focal) < 0:
+    if min(loss.charbonnier, loss.ssim, loss.focal, loss.sam) < 0:
         raise ValueError(f"[loss] weights must be >= 0: {loss}")
     data = d.get("data", [])
     if not isinstance(data, list):
@@ -201,12 +203,12 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
         where = f"data #{i + 1}"
         s = dict(s) if isinstance(s, dict) else s
         if isinstance(s, dict):
-            for key in ("pan", "ms", "path"):
+            for key in ("pan", "ms", "gt", "path"):
                 if isinstance(s.get(key), str):
                     s[key] = str((base / s[key]).resolve())
         src = _build(Source, s, where)
-        if src.kind not in ("geotiff", "hdf5"):
-            raise ValueError(f"[{where}] kind must be 'geotiff' or 'hdf5', got {src.kind!r}")
+        if src.kind not in ("geotiff", "hdf5", "corpus"):
+            raise ValueError(f"[{where}] kind must be 'geotiff', 'hdf5' or 'corpus', got {src.kind!r}")
         if src.split not in ("train", "val"):
             raise ValueError(f"[{where}] split must be 'train' or 'val', got {src.split!r}")
         if src.pan_filter not in PAN_FILTERS:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .. import io as rio_io
+from ..errors import InputError
 from ..mtf import mtf_degrade
 from ..resample import downsample_bicubic, upsample
 from ..sensors import Sensor, get_sensor
@@ -40,6 +41,10 @@ PAN_FILTERS = ("mtf", "bicubic")
 #: A reduced-resolution pixel counts as touched by nodata when the nodata indicator, passed through
 #: the same degradation as the data, weighs more than this in it.
 NODATA_INFLUENCE = 1e-3
+
+
+class SceneTooSmall(InputError):
+    """A scene (or its row band) is smaller than any usable training sample."""
 
 
 def augment(sample: Sample, rng: np.random.Generator) -> Sample:
@@ -105,23 +110,18 @@ class WaldScene:
 
     def __init__(self, pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]",
                  sensor: "str | Sensor | None" = None, *, ratio: int = 4, rows: Tuple[float, float] = (0.0, 1.0),
-                 scale: Optional[float] = None, pan_filter: str = "mtf", nodata: Optional[float] = None) -> None:
+                 scale: Optional[float] = None, pan_filter: str = "mtf", nodata: Optional[float] = None,
+                 bands: Optional[Sequence[int]] = None, name: Optional[str] = None) -> None:
         if pan_filter not in PAN_FILTERS:
             raise ValueError(f"pan_filter must be one of {PAN_FILTERS}, got {pan_filter!r}")
         if len(rows) != 2 or not 0.0 <= rows[0] < rows[1] <= 1.0:
             raise ValueError(f"rows must be two fractions 0 <= start < end <= 1, got {list(rows)}")
         pan_info, ms_info = rio_io.raster_info(pan), rio_io.raster_info(ms)
         rio_io.check_pair(pan_info, ms_info, ratio)
-        tag = ms_info.tags.get("SENSOR")
-        if sensor is None and not tag:
-            raise ValueError(f"{ms} has no SENSOR tag: give the scene's sensor (sensor = \"wv3\" in the config)")
-        self.sensor = get_sensor(sensor if sensor is not None else tag)  # type: ignore[arg-type]
-        if ms_info.count != self.sensor.n_bands:
-            raise ValueError(f"{ms}: {ms_info.count} bands but sensor {self.sensor.name!r} has {self.sensor.n_bands}")
-        self.scale = float(scale or self.sensor.max_value or 2047.0)
+        self.sensor, self.bands, self.scale = _identify(ms, ms_info, sensor, bands, scale)
         self.ratio = ratio
         self.rows = (float(rows[0]), float(rows[1]))
-        self.name = f"{self.sensor.name}:{Path(ms).name}[{rows[0]:g}:{rows[1]:g}]"
+        self.name = name or f"{self.sensor.name}:{Path(ms).name}[{rows[0]:g}:{rows[1]:g}]"
 
         # MS pixels fully covered by PAN, in whole ratio-blocks (so decimation + upsampling round-trip)
         h = min(ms_info.height, pan_info.height // ratio)
@@ -130,9 +130,9 @@ class WaldScene:
         r0 = int(round(rows[0] * h / ratio)) * ratio
         r1 = int(round(rows[1] * h / ratio)) * ratio
         if r1 - r0 < 4 * ratio or w < 4 * ratio:
-            raise ValueError(f"rows={list(rows)} leaves a {r1 - r0}x{w} part of {ms}: too small "
+            raise SceneTooSmall(f"rows={list(rows)} leaves a {r1 - r0}x{w} part of {ms}: too small "
                              f"(need at least {4 * ratio} MS pixels each way)")
-        ms_dn = rio_io.read(ms, window=(r0, 0, r1 - r0, w), bands=self.sensor.model_bands).astype(np.float32)
+        ms_dn = rio_io.read(ms, window=(r0, 0, r1 - r0, w), bands=self.bands).astype(np.float32)
         pan_dn = rio_io.read(pan, window=(r0 * ratio, 0, (r1 - r0) * ratio, w * ratio)).astype(np.float32)
         gt = torch.from_numpy(ms_dn / self.scale)
         p = torch.from_numpy(pan_dn / self.scale)
@@ -187,6 +187,10 @@ class WaldScene:
     def __len__(self) -> int:
         return 1
 
+    def can_draw(self, patch: Optional[int]) -> bool:
+        """True when at least one ``patch``-sized sample free of nodata exists (checked before training)."""
+        return not self.has_nodata if patch is None else self._clean(patch).size > 0
+
     def draw(self, rng: np.random.Generator, patch: Optional[int]) -> Sample:
         """One ``patch`` x ``patch`` sample at a uniformly drawn position free of nodata."""
         if patch is None:
@@ -221,6 +225,84 @@ class WaldScene:
             if out or size // 2 < 16:
                 return out  # type: ignore[return-value]
             size //= 2
+
+
+def _model_bands(path: Any, count: int, sensor: Sensor, bands: Optional[Sequence[int]]) -> List[int]:
+    """0-based indices of R, G, B, NIR in a file of ``count`` bands: ``bands`` if given, else the sensor's map."""
+    if bands is not None:
+        idx = [int(b) for b in bands]
+        if len(idx) != 4 or len(set(idx)) != 4 or not all(0 <= b < count for b in idx):
+            raise ValueError(f"{path}: bands must be 4 distinct indices in 0..{count - 1} (R, G, B, NIR), "
+                             f"got {list(bands)}")
+        return idx
+    if count != sensor.n_bands:
+        raise ValueError(f"{path}: {count} bands but sensor {sensor.name!r} has {sensor.n_bands}; "
+                         "give bands = [r, g, b, nir] for this file")
+    return list(sensor.model_bands)
+
+
+def _identify(ms: Any, ms_info: Any, sensor: "str | Sensor | None", bands: Optional[Sequence[int]],
+              scale: Optional[float]) -> Tuple[Sensor, List[int], float]:
+    """``(sensor, R,G,B,NIR band indices, scale)`` of a scene: arguments first, else the MS file's tags."""
+    tag = ms_info.tags.get("SENSOR")
+    if sensor is None and not tag:
+        raise ValueError(f"{ms} has no SENSOR tag: give the scene's sensor (sensor = \"wv3\" in the config)")
+    sens = get_sensor(sensor if sensor is not None else tag)  # type: ignore[arg-type]
+    return sens, _model_bands(ms, ms_info.count, sens, bands), float(scale or sens.max_value or 2047.0)
+
+
+class RRScene:
+    """A published reduced-resolution triplet used as it is: reference ``gt`` (C,H,W) on the PAN grid,
+    degraded MS (C,H/ratio,W/ratio), degraded PAN (1,H,W). ``lms`` is the MS bicubic-upsampled onto
+    the PAN grid (:func:`pantiny.resample.upsample`), exactly as at inference.
+
+    Args:
+        pan, ms, gt: GeoTIFF paths of the triplet.
+        sensor: sensor table key (default: the MS file's ``SENSOR`` tag).
+        bands: 0-based indices of R, G, B, NIR in the files (default: the sensor's map).
+        scale: DN mapped to 1.0 (default: the sensor's maximum).
+    """
+
+    def __init__(self, pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]", gt: "str | os.PathLike[str]",
+                 sensor: "str | Sensor | None" = None, *, ratio: int = 4, scale: Optional[float] = None,
+                 bands: Optional[Sequence[int]] = None, name: Optional[str] = None) -> None:
+        pan_info, ms_info, gt_info = (rio_io.raster_info(p) for p in (pan, ms, gt))
+        rio_io.check_sizes((pan_info.height, pan_info.width), (ms_info.height, ms_info.width), ratio)
+        if (gt_info.height, gt_info.width) != (pan_info.height, pan_info.width) or gt_info.count != ms_info.count:
+            raise ValueError(f"{gt}: reference is {gt_info.shape}, expected {ms_info.count} bands on the PAN grid "
+                             f"{pan_info.height}x{pan_info.width}")
+        self.sensor, self.bands, self.scale = _identify(ms, ms_info, sensor, bands, scale)
+        self.ratio = ratio
+        self.name = name or f"{self.sensor.name}:{Path(ms).name}"
+        sc = np.float32(self.scale)
+        self.gt = torch.from_numpy(rio_io.read(gt, bands=self.bands).astype(np.float32) / sc).contiguous()
+        self.ms_lr = torch.from_numpy(rio_io.read(ms, bands=self.bands).astype(np.float32) / sc).contiguous()
+        self.pan = torch.from_numpy(rio_io.read(pan).astype(np.float32) / sc).contiguous()
+        h, w = self.gt.shape[-2:]
+        self.lms = upsample(self.ms_lr[None], ratio)[0, :, :h, :w].contiguous()
+
+    def size(self, patch: Optional[int]) -> int:
+        """Number of non-overlapping ``patch``-sized tiles (>= 1), its weight in a plain concatenation."""
+        h, w = self.gt.shape[-2:]
+        return 1 if patch is None else max(1, (h * w) // (patch * patch))
+
+    def __len__(self) -> int:
+        return 1
+
+    def can_draw(self, patch: Optional[int]) -> bool:
+        h, w = self.gt.shape[-2:]
+        return patch is None or (patch <= h and patch <= w)
+
+    def draw(self, rng: np.random.Generator, patch: Optional[int]) -> Sample:
+        """A uniformly placed ``patch`` x ``patch`` crop."""
+        return _crop(self.full(), patch, rng)
+
+    def full(self) -> Sample:
+        return self.gt, self.lms, self.pan
+
+    def eval_samples(self, patch: int) -> List[Sample]:
+        """The whole triplet."""
+        return [self.full()]
 
 
 class H5Dataset:
@@ -308,6 +390,10 @@ class H5Dataset:
         """A uniformly drawn cube, cropped to ``patch`` at a uniform position."""
         return _crop(self.get(int(rng.integers(len(self)))), patch, rng)
 
+    def can_draw(self, patch: Optional[int]) -> bool:
+        h, w = self._h5["gt"].shape[-2:]
+        return patch is None or (patch <= h and patch <= w)
+
     def eval_samples(self, patch: int, limit: int = 16) -> List[Sample]:
         """The first ``limit`` cubes, whole."""
         return [self.get(i) for i in range(min(len(self), limit))]
@@ -317,16 +403,22 @@ class H5Dataset:
 class Source:
     """One ``[[data]]`` entry of a training config.
 
-    ``kind = "geotiff"`` needs ``pan`` and ``ms`` (a full-resolution pair, Wald-degraded by
-    :class:`WaldScene`, with ``rows``, ``pan_filter``); ``kind = "hdf5"`` needs ``path`` and ``sensor``.
+    * ``kind = "geotiff"``: ``pan`` and ``ms`` of a full-resolution pair, Wald-degraded by
+      :class:`WaldScene` (``rows``, ``pan_filter``); with ``gt`` as well, a published reduced-resolution
+      triplet used as it is (:class:`RRScene`).
+    * ``kind = "hdf5"``: ``path`` and ``sensor`` of a PanCollection cube file.
+    * ``kind = "corpus"``: ``path`` of a ``corpus.json`` index (see :func:`corpus_sources`), filtered
+      by ``sensors``, ``scenes`` (scene ids) and ``exclude``; expands to one geotiff source per scene.
+
     ``split`` is ``"train"`` or ``"val"``; ``optional`` sources are skipped when their files are absent.
-    ``scale`` overrides the sensor's maximum DN, ``bands`` the sensor's R, G, B, NIR band map (HDF5).
+    ``scale`` overrides the sensor's maximum DN, ``bands`` the sensor's R, G, B, NIR band map.
     """
 
     kind: str
     sensor: Optional[str] = None
     pan: Optional[str] = None
     ms: Optional[str] = None
+    gt: Optional[str] = None
     path: Optional[str] = None
     split: str = "train"
     rows: Tuple[float, float] = (0.0, 1.0)
@@ -334,9 +426,15 @@ class Source:
     scale: Optional[float] = None
     bands: Optional[Tuple[int, ...]] = None
     pan_filter: str = "mtf"
+    name: Optional[str] = None
+    sensors: Optional[Tuple[str, ...]] = None
+    scenes: Optional[Tuple[str, ...]] = None
+    exclude: Optional[Tuple[str, ...]] = None
 
     def files(self) -> List[Optional[str]]:
-        return [self.path] if self.kind == "hdf5" else [self.pan, self.ms]
+        if self.kind in ("hdf5", "corpus"):
+            return [self.path]
+        return [self.pan, self.ms] + ([self.gt] if self.gt else [])
 
     def exists(self) -> bool:
         """True when all files of the source are present."""
@@ -346,7 +444,9 @@ class Source:
         """What identifies the data (file names, not machine-specific paths), for logs and manifests."""
         d: Dict[str, Any] = {"kind": self.kind, "sensor": self.sensor, "split": self.split,
                              "files": [Path(f).name for f in self.files() if f]}
-        if self.kind == "geotiff":
+        if self.name:
+            d["scene"] = self.name
+        if self.kind == "geotiff" and not self.gt:
             d["rows"] = list(self.rows)
             d["pan_filter"] = self.pan_filter
         if self.scale is not None:
@@ -355,17 +455,81 @@ class Source:
             d["bands"] = list(self.bands)
         return d
 
-    def open(self) -> "WaldScene | H5Dataset":
-        """Open the dataset this entry describes."""
+    def expand(self) -> List["Source"]:
+        """The per-scene sources this entry stands for (itself, unless it is a corpus index)."""
+        if self.kind != "corpus":
+            return [self]
+        return corpus_sources(self.path or "", split=self.split, sensors=self.sensors, scenes=self.scenes,
+                              exclude=self.exclude, pan_filter=self.pan_filter)
+
+    def open(self) -> "WaldScene | RRScene | H5Dataset":
+        """Open the dataset this (per-scene) entry describes."""
         if self.kind == "geotiff":
             if not (self.pan and self.ms):
                 raise ValueError("a geotiff data source needs pan = and ms = paths")
-            if self.bands is not None:
-                raise ValueError("bands = is for hdf5 sources; a geotiff scene's bands come from its sensor")
+            if self.gt:
+                return RRScene(self.pan, self.ms, self.gt, self.sensor, scale=self.scale, bands=self.bands,
+                               name=self.name)
             return WaldScene(self.pan, self.ms, self.sensor, rows=tuple(self.rows),  # type: ignore[arg-type]
-                             scale=self.scale, pan_filter=self.pan_filter)
+                             scale=self.scale, pan_filter=self.pan_filter, bands=self.bands, name=self.name)
         if self.kind == "hdf5":
             if not (self.path and self.sensor):
                 raise ValueError("an hdf5 data source needs path = and sensor =")
             return H5Dataset(self.path, self.sensor, scale=self.scale, bands=self.bands)
-        raise ValueError(f"unknown data kind {self.kind!r}: use 'geotiff' or 'hdf5'")
+        if self.kind == "corpus":
+            raise ValueError("a corpus source stands for many scenes: open its expand() entries")
+        raise ValueError(f"unknown data kind {self.kind!r}: use 'geotiff', 'hdf5' or 'corpus'")
+
+
+#: Scene kinds of a corpus index: ``fr`` real full-resolution pair (Wald-degraded for training),
+#: ``rr`` published reduced-resolution triplet with reference (used as is), ``rr_nogt`` simulated pair
+#: without reference (used like ``fr``).
+CORPUS_KINDS = ("fr", "rr", "rr_nogt")
+
+
+def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
+                   sensors: Optional[Sequence[str]] = None, scenes: Optional[Sequence[str]] = None,
+                   exclude: Optional[Sequence[str]] = None, pan_filter: str = "mtf") -> List[Source]:
+    """Per-scene sources from a ``corpus.json`` index (a list of scene records).
+
+    Each record needs ``scene_id``, ``sensor``, ``kind`` (:data:`CORPUS_KINDS`), ``max_dn`` (the
+    scene's own normalisation: 255 for 8-bit products, 2047 for 11-bit, ...), ``band_map`` (0-based
+    indices of R, G, B, NIR in file order) and ``files`` (``pan``, ``ms`` [, ``gt``], relative to the
+    index's folder). Records are kept when their sensor is in ``sensors`` and their id in ``scenes``
+    (when given) and not in ``exclude``. Unknown scene ids in ``scenes``/``exclude`` are errors, so a
+    typo cannot silently move a held-out scene into training.
+    """
+    import json
+
+    path = Path(index)
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read corpus index {path}: {e}") from None
+    if isinstance(records, dict):
+        records = records.get("scenes", [])
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a list of scene records")
+    ids = {str(r.get("scene_id")) for r in records if isinstance(r, dict)}
+    for what, names in (("scenes", scenes), ("exclude", exclude)):
+        unknown = sorted(set(names or ()) - ids)
+        if unknown:
+            raise ValueError(f"{path}: {what} lists unknown scene id(s) {unknown}")
+    want = {get_sensor(s).name for s in sensors} if sensors else None
+    out = []
+    for i, r in enumerate(records):
+        try:
+            sid, kind, files = str(r["scene_id"]), str(r["kind"]), r["files"]
+            sensor = get_sensor(r["sensor"]).name
+            scale, band_map = float(r["max_dn"]), tuple(int(b) for b in r["band_map"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: record #{i + 1} is incomplete or invalid ({e})") from None
+        if kind not in CORPUS_KINDS:
+            raise ValueError(f"{path}: scene {sid} has unknown kind {kind!r} (use one of {CORPUS_KINDS})")
+        if (want is not None and sensor not in want) or (scenes and sid not in scenes) or (exclude and sid in exclude):
+            continue
+        f = {k: str((path.parent / v).resolve()) for k, v in files.items() if v}
+        out.append(Source(kind="geotiff", sensor=sensor, pan=f["pan"], ms=f["ms"],
+                          gt=f.get("gt") if kind == "rr" else None, split=split, scale=scale, bands=band_map,
+                          pan_filter=pan_filter, name=f"{sensor}/{sid}"))
+    return out

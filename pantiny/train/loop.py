@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -32,9 +31,12 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from .._atomic import atomic_path
+from ..devices import pick_device
 from .. import __version__ as PANTINY_VERSION
 from ..models import build_model
 from .config import TrainConfig, to_toml
+from .data import SceneTooSmall
 from .loss import CompositeLoss
 from .mixing import Mixer
 
@@ -46,49 +48,47 @@ FORMAT = "pantiny-train-1"
 _FREE_RUN_KEYS = {"out", "device", "compile", "checkpoint_every", "validate_every", "log_every"}
 
 
-def pick_device(name: str) -> torch.device:
-    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return dev
+def open_sources(cfg: TrainConfig, split: str, skipped: Optional[List[str]] = None) -> List[Any]:
+    """Open the config's ``split`` sources (skipping absent optional ones); each gets ``.source``.
 
-
-def open_sources(cfg: TrainConfig, split: str) -> List[Any]:
-    """Open the config's ``split`` sources (skipping absent optional ones); each gets ``.source``."""
+    Every dataset is checked here, before step 0, for what training will ask of it: a training set
+    must hold at least one ``patch``-sized sample free of nodata. A scene of a corpus index that does
+    not is skipped and its name appended to ``skipped`` (logged); an explicitly listed one is an error.
+    """
     out = []
-    for src in cfg.data:
-        if src.split != split:
+    for entry in cfg.data:
+        if entry.split != split:
             continue
-        if not src.exists():
-            if src.optional:
+        if not entry.exists():
+            if entry.optional:
                 continue
-            missing = ", ".join(str(f) for f in src.files() if not (f and Path(f).is_file()))
+            missing = ", ".join(str(f) for f in entry.files() if not (f and Path(f).is_file()))
             raise FileNotFoundError(f"training data not found: {missing} (mark the source optional = true to skip it)")
-        ds = src.open()
-        ds.source = src
-        out.append(ds)
+        for src in entry.expand():
+            if not src.exists():
+                missing = ", ".join(str(f) for f in src.files() if not (f and Path(f).is_file()))
+                raise FileNotFoundError(f"corpus scene {src.name}: file(s) not found: {missing}")
+            try:
+                ds = src.open()
+            except SceneTooSmall as e:
+                if entry.kind == "corpus" and skipped is not None:
+                    skipped.append(f"{src.name} ({e})")
+                    continue
+                raise
+            ds.source = src
+            if split == "train" and not ds.can_draw(cfg.run.patch):
+                if entry.kind == "corpus" and skipped is not None:
+                    skipped.append(f"{ds.name} (no {cfg.run.patch}x{cfg.run.patch} patch)")
+                    continue
+                raise ValueError(f"training data {ds.name} has no {cfg.run.patch}x{cfg.run.patch} patch free of "
+                                 "nodata: use a smaller [run] patch or leave the scene out")
+            out.append(ds)
     return out
 
 
 def _atomic_save(obj: Dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the run from other users
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def load_checkpoint(path: "str | os.PathLike[str]") -> Dict[str, Any]:
@@ -202,8 +202,11 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(run.device)
-    train_sets = open_sources(cfg, "train")
-    val_sets = open_sources(cfg, "val")
+    skipped: List[str] = []
+    train_sets = open_sources(cfg, "train", skipped)
+    val_sets = open_sources(cfg, "val", skipped)
+    if skipped:
+        warnings.warn(f"{len(skipped)} corpus scene(s) left out: {', '.join(skipped)}")
     for d in val_sets:
         if not d.eval_samples(run.patch):
             raise ValueError(f"validation data {d.name} has no 16x16 part free of nodata: choose other rows")
@@ -222,7 +225,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                            weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=run.steps, eta_min=cfg.optim.eta_min)
-    loss_fn = CompositeLoss(cfg.loss.charbonnier, cfg.loss.ssim, cfg.loss.focal, cfg.loss.focal_as_l1)
+    loss_fn = CompositeLoss(cfg.loss.charbonnier, cfg.loss.ssim, cfg.loss.focal, cfg.loss.focal_as_l1,
+                           sam=cfg.loss.sam)
 
     ckpt_path, log_path = out / CHECKPOINT, out / LOG
     start, last_val, val_step = 0, None, -1
@@ -265,7 +269,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
 
     if start == 0:
         log({"step": 0, "event": "start", "model": run.model, "device": str(device),
-             "sensor_shares": mixer.sensor_shares(), "data": used})
+             "sensor_shares": mixer.sensor_shares(), "data": used, "skipped": skipped})
     end = run.steps if stop_after is None else min(run.steps, start + max(0, int(stop_after)))
     bar = None
     if progress:

@@ -1,0 +1,65 @@
+"""Nodata handling on arrays: masks, and filling holes from valid neighbours before interpolation.
+
+Nodata pixels must never enter the MS interpolation, a scene statistic or the network as if they
+were data: a 65535 border would otherwise leak into every valid pixel within the interpolation
+kernel and the network's receptive field. The fill is *local* (each filled value depends only on the
+pixels within ``steps`` of it) so a window read with ``steps`` + kernel radius of margin fills
+exactly as the whole image would: tiled results stay equal to untiled ones. Pixels deeper inside a
+hole than ``steps`` get a scene-wide constant (the valid mean of each band); they are nodata in the
+output anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+#: Rings of valid-neighbour averaging applied to MS holes (each ring reaches one pixel further).
+FILL_STEPS = 3
+
+
+def invalid_mask(x: np.ndarray, nodata: Optional[float], *, all_bands: bool = True) -> Optional[np.ndarray]:
+    """(h,w) bool mask of nodata pixels of a (C,h,w) array (all bands == nodata, or any band when
+    ``all_bands`` is False); None when there is no nodata value or no such pixel."""
+    if nodata is None:
+        return None
+    hit = x == nodata if not (isinstance(nodata, float) and np.isnan(nodata)) else np.isnan(x)
+    m = hit.all(0) if all_bands else hit.any(0)
+    return m if m.any() else None
+
+
+def fill_holes(x: np.ndarray, invalid: np.ndarray, fallback: Sequence[float], steps: int = FILL_STEPS) -> np.ndarray:
+    """Fill the ``invalid`` pixels of (C,h,w) ``x`` (float) from their valid neighbours.
+
+    ``steps`` times: every invalid pixel with at least one valid pixel among its 8 neighbours takes
+    their mean and becomes valid. Remaining pixels take ``fallback`` (one value per band). Returns a
+    new float32 array; ``x`` is not modified.
+    """
+    out = np.array(x, dtype=np.float32, copy=True)
+    bad = invalid.copy()
+    if not bad.any():
+        return out
+    c, h, w = out.shape
+    for _ in range(steps):
+        if not bad.any():
+            break
+        ok = (~bad).astype(np.float32)
+        vals = np.pad(out * ok, ((0, 0), (1, 1), (1, 1)))
+        cnt = np.pad(ok, 1)
+        s = np.zeros((c, h, w), np.float32)
+        n = np.zeros((h, w), np.float32)
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                if dy == 1 and dx == 1:
+                    continue
+                s += vals[:, dy:dy + h, dx:dx + w]
+                n += cnt[dy:dy + h, dx:dx + w]
+        new = bad & (n > 0)
+        if not new.any():
+            break
+        out[:, new] = s[:, new] / n[new]
+        bad &= ~new
+    if bad.any():
+        out[:, bad] = np.asarray(fallback, np.float32)[:, None]
+    return out

@@ -1,0 +1,128 @@
+"""Issue #16 (data side): corpus.json indexes, per-scene bit depth and band maps, published RR
+triplets, small scenes checked before step 0, whole-scene validation splits, the spectral loss term."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_DATA, write_tif
+from pantiny.synthetic import make_scene
+from pantiny.train.config import from_dict
+from pantiny.train.data import RRScene, WaldScene, corpus_sources
+from pantiny.train.loop import open_sources, train
+from pantiny.train.loss import CompositeLoss, spectral_angle
+
+
+def _corpus(tmp_path):
+    """A tiny corpus: an 8-bit R,G,B,NIR 'wv2' FR pair, an 11-bit 8-band WV3 FR pair, a 10-bit GF2 RR
+    triplet and a too-small GF2 FR pair."""
+    root = tmp_path / "corpus"
+    (root / "wv2").mkdir(parents=True)
+    (root / "wv3").mkdir()
+    (root / "gf2").mkdir()
+    pan4, ms4, _ = make_scene(256, "ikonos", seed=11)  # B,G,R,NIR, 11-bit
+    rgbn8 = (ms4[[2, 1, 0, 3]] // 8).astype(np.uint8)  # stored R,G,B,NIR, 8-bit
+    write_tif(root / "wv2" / "a_pan.tif", (pan4 // 8).astype(np.uint8), gsd=0.5)
+    write_tif(root / "wv2" / "a_ms.tif", rgbn8, gsd=2.0)
+    pan8, ms8, _ = make_scene(256, "wv3", seed=12)
+    write_tif(root / "wv3" / "b_pan.tif", pan8, gsd=0.5)
+    write_tif(root / "wv3" / "b_ms.tif", ms8, gsd=2.0)
+    pan_g, ms_g, gt_g = make_scene(128, "gf2", seed=13)
+    write_tif(root / "gf2" / "c_pan.tif", pan_g // 2, gsd=0.5)
+    write_tif(root / "gf2" / "c_ms.tif", ms_g // 2, gsd=2.0)
+    write_tif(root / "gf2" / "c_gt.tif", gt_g // 2, gsd=0.5)
+    write_tif(root / "gf2" / "d_pan.tif", pan_g[:, :96, :96] // 2, gsd=0.5)  # 24x24 MS: no 32x32 RR patch
+    write_tif(root / "gf2" / "d_ms.tif", ms_g[:, :24, :24] // 2, gsd=2.0)
+    write_tif(root / "gf2" / "e_pan.tif", pan_g[:, :48, :48] // 2, gsd=0.5)  # 12x12 MS: below any sample
+    write_tif(root / "gf2" / "e_ms.tif", ms_g[:, :12, :12] // 2, gsd=2.0)
+    recs = [
+        {"scene_id": "a", "sensor": "wv2", "kind": "fr", "max_dn": 255, "band_map": [0, 1, 2, 3],
+         "files": {"pan": "wv2/a_pan.tif", "ms": "wv2/a_ms.tif"}},
+        {"scene_id": "b", "sensor": "wv3", "kind": "rr_nogt", "max_dn": 2047, "band_map": [4, 2, 1, 6],
+         "files": {"pan": "wv3/b_pan.tif", "ms": "wv3/b_ms.tif"}},
+        {"scene_id": "c", "sensor": "gf2", "kind": "rr", "max_dn": 1023, "band_map": [2, 1, 0, 3],
+         "files": {"pan": "gf2/c_pan.tif", "ms": "gf2/c_ms.tif", "gt": "gf2/c_gt.tif"}},
+        {"scene_id": "d", "sensor": "gf2", "kind": "fr", "max_dn": 1023, "band_map": [2, 1, 0, 3],
+         "files": {"pan": "gf2/d_pan.tif", "ms": "gf2/d_ms.tif"}},
+        {"scene_id": "e", "sensor": "gf2", "kind": "fr", "max_dn": 1023, "band_map": [2, 1, 0, 3],
+         "files": {"pan": "gf2/e_pan.tif", "ms": "gf2/e_ms.tif"}},
+    ]
+    (root / "corpus.json").write_text(json.dumps(recs))
+    return root / "corpus.json", rgbn8
+
+
+def test_corpus_sources_follow_each_scenes_bit_depth_and_band_map(tmp_path):
+    index, rgbn8 = _corpus(tmp_path)
+    srcs = {s.name: s for s in corpus_sources(index)}
+    assert sorted(srcs) == ["gf2/c", "gf2/d", "gf2/e", "wv2/a", "wv3/b"]
+    a = srcs["wv2/a"].open()
+    assert isinstance(a, WaldScene) and a.scale == 255.0 and a.bands == [0, 1, 2, 3]
+    # gt = the stored R,G,B,NIR bands divided by the scene's own 8-bit maximum
+    np.testing.assert_allclose(a.gt.numpy(), rgbn8[:, :64, :64].astype(np.float32) / 255.0, atol=1e-7)
+    b = srcs["wv3/b"].open()
+    assert b.scale == 2047.0 and b.bands == [4, 2, 1, 6]
+    c = srcs["gf2/c"].open()
+    assert isinstance(c, RRScene) and c.scale == 1023.0 and c.gt.shape == (4, 128, 128)
+    assert c.lms.shape == c.gt.shape and c.pan.shape == (1, 128, 128)
+    assert [s.name for s in corpus_sources(index, sensors=["gf2"], exclude=["c", "e"])] == ["gf2/d"]
+    with pytest.raises(ValueError, match=r"unknown scene id\(s\) \['zz'\]"):
+        corpus_sources(index, exclude=["zz"])
+
+
+def test_small_scenes_are_left_out_before_training_starts(tmp_path):
+    index, _ = _corpus(tmp_path)
+    cfg = from_dict({"run": {"model": "pantiny-small", "steps": 2, "batch": 2, "patch": 32, "device": "cpu",
+                             "out": str(tmp_path / "run"), "log_every": 1},
+                     "data": [{"kind": "corpus", "path": str(index), "exclude": ["c"]},
+                              {"kind": "corpus", "path": str(index), "scenes": ["c"], "split": "val"}]})
+    skipped = []
+    sets = open_sources(cfg, "train", skipped)
+    assert [d.name for d in sets] == ["wv2/a", "wv3/b"]
+    assert skipped[0] == "gf2/d (no 32x32 patch)" and skipped[1].startswith("gf2/e (") and "too small" in skipped[1]
+    with pytest.warns(UserWarning, match="left out: gf2/d"):
+        res = train(cfg, progress=False)
+    assert res["step"] == 2
+    val_scenes = {d["scene"] for d in res["data"] if d["split"] == "val"}
+    train_scenes = {d["scene"] for d in res["data"] if d["split"] == "train"}
+    assert val_scenes == {"gf2/c"} and not (val_scenes & train_scenes)  # whole scenes apart
+    assert set(res["val"]) == {"gf2"}
+    # an explicitly listed scene that is too small is an error at the start, not minutes in
+    cfg2 = from_dict({"run": {"steps": 2, "patch": 32, "device": "cpu", "out": str(tmp_path / "run2")},
+                      "data": [{"kind": "geotiff", "pan": str(index.parent / "gf2/d_pan.tif"),
+                                "ms": str(index.parent / "gf2/d_ms.tif"), "sensor": "gf2"}]})
+    with pytest.raises(ValueError, match="no 32x32 patch"):
+        train(cfg2, progress=False)
+
+
+def test_spectral_angle_term():
+    g = torch.rand(2, 4, 8, 8) + 0.1
+    assert float(spectral_angle(g * 1.7, g)) < 2e-3  # same direction: (almost) zero angle
+    p = g.clone()
+    p[:, 0] = 0.0
+    expected = torch.acos((g[:, 1:] ** 2).sum(1) / (g[:, 1:].norm(dim=1) * g.norm(dim=1))).mean()
+    assert math.isclose(float(spectral_angle(p, g)), float(expected), rel_tol=1e-4)
+    base, terms = CompositeLoss()(p, g)
+    with_sam, terms2 = CompositeLoss(sam=2.0)(p, g)
+    assert "sam" not in terms and math.isclose(terms2["sam"], float(expected), rel_tol=1e-4)
+    assert math.isclose(float(with_sam), float(base) + 2.0 * terms2["sam"], rel_tol=1e-5)
+    p.requires_grad_(True)
+    spectral_angle(p, g).backward()
+    assert torch.isfinite(p.grad).all()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "corpus" / "corpus.json").is_file(), reason="needs ../shared/data/corpus")
+def test_the_shipped_training_config_reads_the_real_corpus():
+    from pantiny.train.config import load_config
+    from conftest import REPO
+
+    cfg = load_config(REPO / "training" / "pantiny-big.toml")
+    val = [s for e in cfg.data if e.split == "val" for s in e.expand()]
+    tr = [s for e in cfg.data if e.split == "train" for s in e.expand()]
+    assert {s.name for s in val} & {s.name for s in tr} == set()
+    assert {s.sensor for s in val} == {"wv2", "wv3", "gf2"}
+    assert not {s.sensor for s in tr} & {"spot6", "pleiades"}  # unseen sensors kept for adaptation

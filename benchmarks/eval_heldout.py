@@ -88,7 +88,7 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
     for m in methods:
         fr[m] = pantiny.pansharpen(pan_full, ms_full, method=m, **kw)
     for name, out in fr.items():
-        q = metrics.qnr(out, ms_full, pan_full)  # toolbox QNR: needs no sensor (MS already the 4 model bands)
+        q = metrics.qnr(pan_full, ms_full, out)  # toolbox QNR: needs no sensor (MS already the 4 model bands)
         scores[name].update(d_lambda=q.d_lambda, d_s=q.d_s, qnr=q.qnr)
     return s.name, dict(scores)
 

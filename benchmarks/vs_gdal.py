@@ -320,7 +320,7 @@ def run(args: argparse.Namespace) -> str:
                 speed = mpix / secs
                 if label.startswith("GDAL"):
                     gdal_speed = speed
-                q = qnr(out, sc.ms, sc.pan, sensor=sc.sensor or None)
+                q = qnr(sc.pan, sc.ms, out, sensor=sc.sensor or None)
                 rr = fn(rr_pan, rr_ms).astype(np.float64)
                 rows.append({
                     "scene": f"{sc.name} ({s.name.upper()}, {w}x{h})", "method": label,

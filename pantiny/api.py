@@ -21,9 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import io as rio_io
+from .choices import ATTENTION, MODEL_METHODS, OTHER_BANDS, UPSAMPLING, check
 from .devices import pick_device
 from .errors import InputError, ModelOutputError
 from .nodata import FILL_STEPS, fill_holes, invalid_mask
+from .readers import ArrayRaster, GeoTIFFRaster, Raster
+from .windows import Window
 from .normalize import choose_scale, from_unit, scale_warnings, to_unit
 from .resample import upsample
 from .sensors import Sensor, get_sensor, resolve_bands
@@ -35,39 +38,25 @@ _log = logging.getLogger("pantiny")
 ArrayLike = Union[np.ndarray, torch.Tensor, str, "os.PathLike[str]"]
 # MS pixels of context around a tile: bicubic needs 2, the nodata fill FILL_STEPS more.
 MS_MARGIN = 2 + FILL_STEPS
-OTHER_BANDS = ("drop", "upsample", "ratio")
 
 
-# --- readers: raw digital numbers from arrays or files ------------------------------------------
+# --- the scene pair: PAN and MS rasters of the reader layer ------------------------------------
 
-class _ArrayReader:
-    def __init__(self, pan: np.ndarray, ms: np.ndarray) -> None:
+class _PairReader:
+    """PAN and MS :class:`~pantiny.readers.Raster` s of one scene, read by window."""
+
+    def __init__(self, pan: Raster, ms: Raster) -> None:
         self.pan, self.ms = pan, ms
         self.dtype = ms.dtype
-        self.n_bands = ms.shape[0]
-        self.pan_hw = pan.shape[1:]
-        self.ms_hw = ms.shape[1:]
-
-    def read_pan(self, r: int, c: int, h: int, w: int) -> np.ndarray:
-        return self.pan[:, r:r + h, c:c + w]
-
-    def read_ms(self, r: int, c: int, h: int, w: int, bands: Sequence[int]) -> np.ndarray:
-        return self.ms[list(bands), r:r + h, c:c + w]
-
-
-class _FileReader:
-    def __init__(self, pan: rio_io.RasterInfo, ms: rio_io.RasterInfo) -> None:
-        self.pan_info, self.ms_info = pan, ms
-        self.dtype = ms.dtype
         self.n_bands = ms.count
-        self.pan_hw = (pan.height, pan.width)
-        self.ms_hw = (ms.height, ms.width)
+        self.pan_hw = pan.hw
+        self.ms_hw = ms.hw
 
     def read_pan(self, r: int, c: int, h: int, w: int) -> np.ndarray:
-        return rio_io.read(self.pan_info.path, (r, c, h, w))
+        return self.pan.read(Window(r, c, h, w))
 
     def read_ms(self, r: int, c: int, h: int, w: int, bands: Sequence[int]) -> np.ndarray:
-        return rio_io.read(self.ms_info.path, (r, c, h, w), bands=bands)
+        return self.ms.read(Window(r, c, h, w), bands=bands)
 
 
 def _check_finite(x: np.ndarray, what: str, invalid: Optional[np.ndarray]) -> None:
@@ -251,7 +240,7 @@ def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, sour
     """``fuse(ms_up, pan)`` for the chosen method (the core sees the 4 model bands only), and the
     network when the method is the model."""
     net: Optional[nn.Module] = None
-    if method in ("pantiny", "model"):
+    if method in MODEL_METHODS:
         from .weights import load_model
 
         net = load_model(model, device=device) if not isinstance(model, nn.Module) else model.to(device).eval()
@@ -351,10 +340,9 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
         The fused image (C',H,W) in the MS dtype and DN range (a tensor if ``ms`` was a tensor), or
         the output path when ``out`` is given.
     """
-    if attention not in ("scene", "tile"):
-        raise InputError(f"attention must be 'scene' or 'tile', got {attention!r}")
-    if other_bands not in OTHER_BANDS:
-        raise InputError(f"other_bands must be one of {OTHER_BANDS}, got {other_bands!r}")
+    check(attention, ATTENTION, "attention")
+    check(other_bands, OTHER_BANDS, "other_bands")
+    check(upsampling, UPSAMPLING, "upsampling")
     if not isinstance(ratio, int) or ratio < 1:
         raise InputError(f"ratio must be a positive integer, got {ratio!r}")
     if _is_path(pan) != _is_path(ms):
@@ -363,23 +351,21 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
     tags: Dict[str, str] = {}
     sensor_tagged = False
     if _is_path(pan):
-        pan_info, ms_info = rio_io.raster_info(pan), rio_io.raster_info(ms)
-        rio_io.check_pair(pan_info, ms_info, ratio)
-        reader: Any = _FileReader(pan_info, ms_info)
-        if sensor is None and "SENSOR" in ms_info.tags:
-            sensor, sensor_tagged = ms_info.tags["SENSOR"], True
-        pan_nodata = nodata if nodata is not None else pan_info.nodata
-        ms_nodata = nodata if nodata is not None else ms_info.nodata
-        pan_dtype = pan_info.dtype
+        pan_r, ms_r = GeoTIFFRaster(pan, "PAN"), GeoTIFFRaster(ms, "MS")
+        rio_io.check_pair(pan_r.info, ms_r.info, ratio)
+        if sensor is None and "SENSOR" in ms_r.tags:
+            sensor, sensor_tagged = ms_r.tags["SENSOR"], True
+        pan_nodata = nodata if nodata is not None else pan_r.nodata
+        ms_nodata = nodata if nodata is not None else ms_r.nodata
     else:
-        pan_a = _to_numpy(pan, "PAN", True)
-        ms_a = _to_numpy(ms, "MS", False)
-        if pan_a.shape[0] != 1:
-            raise InputError(f"PAN must have 1 band, got {pan_a.shape[0]} (shape {pan_a.shape})")
-        rio_io.check_sizes(pan_a.shape[1:], ms_a.shape[1:], ratio)
-        reader = _ArrayReader(pan_a, ms_a)
+        pan_r = ArrayRaster(_to_numpy(pan, "PAN", True), "PAN")
+        ms_r = ArrayRaster(_to_numpy(ms, "MS", False), "MS")
+        if pan_r.count != 1:
+            raise InputError(f"PAN must have 1 band, got {pan_r.count} (shape {pan_r.shape})")
+        rio_io.check_sizes(pan_r.hw, ms_r.hw, ratio)
         pan_nodata = ms_nodata = nodata
-        pan_dtype = pan_a.dtype
+    reader = _PairReader(pan_r, ms_r)
+    pan_dtype = pan_r.dtype
     if pan_dtype != reader.dtype and (pan_dtype.kind == "f") != (reader.dtype.kind == "f"):
         raise InputError(f"PAN dtype {pan_dtype} and MS dtype {reader.dtype} differ in kind (int vs float): "
                          "they must share one value scale")
@@ -437,10 +423,10 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
             for row, fused, valid in strips:
                 result[:, row:row + fused.shape[1]] = finish(fused, valid)
             return torch.from_numpy(result).to(ms.device) if as_tensor else result  # type: ignore[union-attr]
-        if not isinstance(reader, _FileReader):
+        if not isinstance(pan_r, GeoTIFFRaster):
             raise InputError("out= is for GeoTIFF inputs; with arrays, write the returned array yourself")
         with rio_io.AtomicGeoTIFFWriter(out, count=len(order), height=h, width=w, dtype=reader.dtype,
-                                        crs=reader.pan_info.crs, transform=reader.pan_info.transform,
+                                        crs=pan_r.crs, transform=pan_r.transform,
                                         nodata=out_nodata, protect=(pan, ms), tags=tags,
                                         overwrite=overwrite) as writer:
             for row, fused, valid in strips:

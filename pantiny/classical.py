@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from .mtf import MTF_TAPS, mtf_filter
 from .sensors import MODEL_BANDS, Sensor, get_sensor
+from .errors import InputError
 
 State = Dict[str, Any]
 FitFn = Callable[..., State]
@@ -89,12 +90,12 @@ def _check_options(method: str, options: Mapping[str, Any], allowed: Sequence[st
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         ok = ", ".join(allowed) if allowed else "none"
-        raise ValueError(f"unknown option(s) {unknown} for method {method!r}; valid options: {ok}")
+        raise InputError(f"unknown option(s) {unknown} for method {method!r}; valid options: {ok}")
 
 
 def _check_bool(method: str, key: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"option {key!r} of method {method!r} must be True or False, got {value!r}")
+        raise InputError(f"option {key!r} of method {method!r} must be True or False, got {value!r}")
     return bool(value)
 
 
@@ -105,38 +106,38 @@ def _parse_weights(method: str, weights: Any) -> torch.Tensor:
     if isinstance(weights, Mapping):
         keys = {str(k).upper(): v for k, v in weights.items()}
         if set(keys) != set(MODEL_BANDS):
-            raise ValueError(f"weights of method {method!r} given as a dict must have exactly the keys "
+            raise InputError(f"weights of method {method!r} given as a dict must have exactly the keys "
                              f"{list(MODEL_BANDS)}, got {sorted(weights)}")
         weights = [keys[b] for b in MODEL_BANDS]
     try:
         w = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"weights of method {method!r} must be 4 numbers (R, G, B, NIR), got {weights!r}") from None
+        raise InputError(f"weights of method {method!r} must be 4 numbers (R, G, B, NIR), got {weights!r}") from None
     if w.shape != (N_BANDS,):
-        raise ValueError(f"weights of method {method!r} must be 4 numbers in model band order "
+        raise InputError(f"weights of method {method!r} must be 4 numbers in model band order "
                          f"(R, G, B, NIR), got {w.size} ({weights!r})")
     if not np.isfinite(w).all():
-        raise ValueError(f"weights of method {method!r} must be finite, got {weights!r}")
+        raise InputError(f"weights of method {method!r} must be finite, got {weights!r}")
     if not np.any(w):
-        raise ValueError(f"weights of method {method!r} are all zero")
+        raise InputError(f"weights of method {method!r} are all zero")
     return torch.from_numpy(w)
 
 
 def _samples(ms_lr: torch.Tensor, pan_lr: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Valid low-resolution pixels as float64 ``(X (N,4), p (N,))``."""
     if not isinstance(ms_lr, torch.Tensor) or ms_lr.ndim != 3 or ms_lr.shape[0] != N_BANDS:
-        raise ValueError(f"ms_lr must be a (4,h,w) tensor in model band order, got "
+        raise InputError(f"ms_lr must be a (4,h,w) tensor in model band order, got "
                          f"{tuple(getattr(ms_lr, 'shape', ()))}")
     if not isinstance(pan_lr, torch.Tensor) or pan_lr.ndim != 3 or pan_lr.shape[0] != 1 \
             or pan_lr.shape[1:] != ms_lr.shape[1:]:
-        raise ValueError(f"pan_lr must be (1,h,w) on the MS grid {tuple(ms_lr.shape[1:])}, got "
+        raise InputError(f"pan_lr must be (1,h,w) on the MS grid {tuple(ms_lr.shape[1:])}, got "
                          f"{tuple(getattr(pan_lr, 'shape', ()))}")
     step = max(1, -(-ms_lr[0].numel() // MAX_FIT_PIXELS))  # subsample before any float64 copy
     x = ms_lr.detach().reshape(N_BANDS, -1)[:, ::step].to("cpu", torch.float64)
     p = pan_lr.detach().reshape(-1)[::step].to("cpu", torch.float64)
     for what, v in (("MS", x), ("PAN", p)):
         if not torch.isfinite(v).all():
-            raise ValueError(f"{what} contains NaN or infinite values; mask them as nodata first")
+            raise InputError(f"{what} contains NaN or infinite values; mask them as nodata first")
     valid = (x != 0).any(0) & (p != 0)
     return x[:, valid].T.contiguous(), p[valid]
 
@@ -180,7 +181,7 @@ def _weighted_sum(ms_up: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def _check_tile(ms_up: torch.Tensor, pan: torch.Tensor) -> None:
     if ms_up.ndim != 4 or ms_up.shape[1] != N_BANDS or pan.ndim != 4 or pan.shape[1] != 1 \
             or pan.shape[0] != ms_up.shape[0] or pan.shape[2:] != ms_up.shape[2:]:
-        raise ValueError(f"apply expects ms_up (B,4,H,W) and pan (B,1,H,W) on the same grid, got "
+        raise InputError(f"apply expects ms_up (B,4,H,W) and pan (B,1,H,W) on the same grid, got "
                          f"{tuple(ms_up.shape)} and {tuple(pan.shape)}")
 
 
@@ -387,7 +388,7 @@ def sfim_fit(ms_lr: torch.Tensor, pan_lr: torch.Tensor, sensor: Sensor, **option
     box = options.get("box", ratio + 1 if ratio % 2 == 0 else ratio)
     if isinstance(box, bool) or not isinstance(box, (int, np.integer)) or box % 2 == 0 \
             or not 3 <= box <= SFIM_MAX_BOX:
-        raise ValueError(f"option 'box' of method 'sfim' must be an odd integer in 3..{SFIM_MAX_BOX}, got {box!r}")
+        raise InputError(f"option 'box' of method 'sfim' must be an odd integer in 3..{SFIM_MAX_BOX}, got {box!r}")
     x, p = _samples(ms_lr, pan_lr)
     a, b = _band_match(x, p, _check_bool("sfim", "match", options.get("match", False)))
     return {"box": int(box), "a": a, "b": b}
@@ -401,7 +402,7 @@ def sfim_apply(ms_up: torch.Tensor, pan: torch.Tensor, state: State) -> torch.Te
     return _modulate(ms_up, pan * a + b, low * a + b)
 
 
-MTF_GLP_GAINS = ("hpm", "regression", "unit")
+from .choices import MTF_GLP_GAINS  # noqa: E402  (re-exported)
 
 
 def mtf_glp_fit(ms_lr: torch.Tensor, pan_lr: torch.Tensor, sensor: Sensor, **options: Any) -> State:
@@ -438,10 +439,10 @@ def mtf_glp_fit(ms_lr: torch.Tensor, pan_lr: torch.Tensor, sensor: Sensor, **opt
     s = get_sensor(sensor) if sensor is not None else get_sensor("generic")
     gains = options.get("gains", "regression")
     if gains not in MTF_GLP_GAINS:
-        raise ValueError(f"option 'gains' of method 'mtf-glp' must be one of {MTF_GLP_GAINS}, got {gains!r}")
+        raise InputError(f"option 'gains' of method 'mtf-glp' must be one of {MTF_GLP_GAINS}, got {gains!r}")
     ratio = options.get("ratio", s.ratio)
     if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 2:
-        raise ValueError(f"option 'ratio' of method 'mtf-glp' must be an integer >= 2, got {ratio!r}")
+        raise InputError(f"option 'ratio' of method 'mtf-glp' must be an integer >= 2, got {ratio!r}")
     match = _check_bool("mtf-glp", "match", options.get("match", gains == "unit"))
     x, p = _samples(ms_lr, pan_lr)
     if gains == "regression":

@@ -15,41 +15,37 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from . import __version__
+from . import cli_options as opt
+from .choices import MODEL_METHODS
 from .errors import InputError, PantinyError
 
 _PAIR_PATTERNS = (("_pan", "_ms"), ("-pan", "-ms"), ("_PAN", "_MS"), ("_p", "_m"))
 
 
 def _add_fusion_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sensor", help="sensor key (wv2, wv3, gf2, qb, ikonos, geoeye1, generic); "
-                                    "default: the MS file's SENSOR tag or the band count")
-    p.add_argument("--bands", help="0-based MS indices of R,G,B,NIR, e.g. 4,2,1,6 (overrides --sensor's map)")
+    opt.add_sensor(p, "the MS file's SENSOR tag, else the band count")
+    opt.add_bands(p)
     p.add_argument("--model", default="pantiny-big",
                    help="manifest name or .safetensors path (default: %(default)s; see `pantiny info`)")
-    p.add_argument("--method", default="pantiny",
-                   help="'pantiny' (the model) or a classical method: brovey, ihs, gs, gsa, sfim, pca, mtf-glp "
-                        "(default: %(default)s)")
+    opt.add_method(p)
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default: %(default)s)")
-    p.add_argument("--tile", type=int, default=512, help="tile size in PAN pixels (default 512)")
-    p.add_argument("--overlap", type=int, default=64, help="tile overlap in PAN pixels (default 64)")
-    p.add_argument("--attention", default="scene", choices=("scene", "tile"),
-                   help="scene (default): result independent of tiling, ~3.6x compute; tile: one pass, fastest")
+    p.add_argument("--tile", type=int, default=512, help="tile size in PAN pixels (default: %(default)s)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap in PAN pixels (default: %(default)s)")
+    opt.add_attention(p)
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
-    p.add_argument("--ratio", type=int, default=4, help="PAN/MS resolution ratio (default 4)")
-    p.add_argument("--scale", type=float, default=None, help="DN mapped to 1.0 (default from sensor/dtype)")
-    p.add_argument("--other-bands", default="drop", choices=("drop", "upsample", "ratio"),
-                   help="non-model MS bands: drop (default), upsample, or ratio-sharpen")
-    p.add_argument("--nodata", type=float, default=None, help="override the inputs' nodata value")
+    opt.add_ratio(p)
+    opt.add_scale(p)
+    opt.add_other_bands(p)
+    opt.add_nodata(p)
     p.add_argument("--no-overwrite", action="store_true", help="fail instead of replacing an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    opt.add_quiet(p)
 
 
 def _fusion_kwargs(args: argparse.Namespace) -> dict:
-    bands = [int(b) for b in args.bands.split(",")] if args.bands else None
-    return dict(sensor=args.sensor, bands=bands, method=args.method, device=args.device, tile=args.tile,
+    return dict(sensor=args.sensor, bands=args.bands, method=args.method, device=args.device, tile=args.tile,
                 overlap=args.overlap, attention=args.attention, batch_size=args.batch_size, ratio=args.ratio,
-                scale=args.scale,
-                other_bands=args.other_bands, nodata=args.nodata, overwrite=not args.no_overwrite)
+                scale=args.scale, other_bands=args.other_bands, nodata=args.nodata,
+                overwrite=not args.no_overwrite)
 
 
 def find_pairs(folder: Path, orphans: Optional[List[Tuple[Path, Path]]] = None) -> List[Tuple[Path, Path, str]]:
@@ -111,7 +107,7 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
         if not pairs:
             raise FileNotFoundError(f"no <name>_pan.tif / <name>_ms.tif pairs found in {src}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        if args.method in ("pantiny", "model"):  # load and verify the weights once for the whole batch
+        if args.method in MODEL_METHODS:  # load and verify the weights once for the whole batch
             from .devices import pick_device
             from .weights import load_model
 
@@ -122,7 +118,7 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
         for pan, ms, stem in tqdm(pairs, unit="scene", desc="scenes", disable=args.quiet):
             try:
                 pansharpen(str(pan), str(ms), out=out_dir / f"{stem}_fused.tif", progress=False, **kwargs)
-            except (PantinyError, ValueError, OSError, RuntimeError) as e:
+            except (PantinyError, OSError) as e:  # a bug elsewhere stops the batch with its traceback
                 failed += 1
                 tqdm.write(f"pantiny: {stem}: {_one_line(e)}", file=sys.stderr)
         print(f"fused {len(pairs) - failed}/{len(pairs)} scenes into {out_dir}"
@@ -206,7 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("pantiny: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError, KeyError) as e:
+    except (PantinyError, OSError) as e:  # user errors: one line; anything else is a bug: traceback
         print(f"pantiny: error: {_one_line(e)}", file=sys.stderr)
         return 1
 

@@ -19,7 +19,7 @@ import numpy as np
 from ._atomic import atomic_path
 from .errors import GeoreferenceError, InputError
 
-Window = Tuple[int, int, int, int]
+from .windows import Window  # noqa: E402  (re-exported: ``(row, col, height, width)``)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def raster_info(path: "str | os.PathLike[str]") -> RasterInfo:
         with rio.open(p) as ds:
             dtypes = set(ds.dtypes)
             if len(dtypes) != 1:
-                raise ValueError(f"{p}: bands have mixed data types {sorted(dtypes)}")
+                raise InputError(f"{p}: bands have mixed data types {sorted(dtypes)}")
             return RasterInfo(str(p), ds.count, ds.height, ds.width, np.dtype(ds.dtypes[0]), ds.nodata,
                               ds.crs, ds.transform, dict(ds.tags()))
     except rio.errors.RasterioIOError as e:
@@ -146,7 +146,7 @@ class AtomicGeoTIFFWriter:
         self.path = Path(path)
         for p in protect:
             if Path(p).exists() and self.path.exists() and os.path.samefile(p, self.path):
-                raise ValueError(f"refusing to write the output over an input file: {self.path}")
+                raise InputError(f"refusing to write the output over an input file: {self.path}")
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"output exists: {self.path} (use overwrite)")
         if not self.path.parent.is_dir():

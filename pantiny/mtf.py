@@ -34,21 +34,37 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from .errors import InputError
 
 MTF_TAPS = 41
 KAISER_BETA = 0.5
 
 
 def gaussian_sigma(gnyq: float, ratio: int = 4) -> float:
-    """Spatial sigma (PAN pixels) of the Gaussian whose gain at 1/(2*ratio) cycles/pixel is ``gnyq``."""
+    """Spatial sigma (PAN pixels) of the Gaussian whose gain at 1/(2*ratio) cycles/pixel is ``gnyq``.
+
+    Examples:
+        >>> from pantiny.mtf import gaussian_sigma
+        >>> round(gaussian_sigma(0.29), 3)  # IKONOS red, ratio 4
+        2.003
+    """
     if not 0.0 < gnyq < 1.0:
-        raise ValueError(f"MTF gain at Nyquist must be in (0, 1), got {gnyq}")
+        raise InputError(f"MTF gain at Nyquist must be in (0, 1), got {gnyq}")
     f = 1.0 / (2.0 * ratio)
     return math.sqrt(-math.log(gnyq) / (2.0 * math.pi ** 2 * f ** 2))
 
 
 def mtf_kernel_1d(gnyq: float, ratio: int = 4, taps: int = MTF_TAPS) -> np.ndarray:
-    """1-D MTF filter taps (float64, sums to 1). The 2-D filter is ``outer(k, k)``."""
+    """1-D MTF filter taps (float64, sums to 1). The 2-D filter is ``outer(k, k)``.
+
+    Examples:
+        >>> from pantiny.mtf import frequency_response, mtf_kernel_1d
+        >>> k = mtf_kernel_1d(0.29)  # MS gain 0.29 at the MS Nyquist frequency, ratio 4
+        >>> k.shape, round(float(k.sum()), 12)
+        ((41,), 1.0)
+        >>> round(frequency_response(k, 1 / 8), 2)  # gain at 1/(2*ratio) cycles per PAN pixel
+        0.29
+    """
     sigma = gaussian_sigma(gnyq, ratio)
     n = np.arange(taps) - (taps - 1) / 2.0
     k = np.exp(-0.5 * (n / sigma) ** 2) * np.kaiser(taps, KAISER_BETA)
@@ -56,7 +72,14 @@ def mtf_kernel_1d(gnyq: float, ratio: int = 4, taps: int = MTF_TAPS) -> np.ndarr
 
 
 def frequency_response(kernel_1d: np.ndarray, freq: float) -> float:
-    """Gain of a symmetric 1-D filter at ``freq`` cycles/pixel (DTFT, real part)."""
+    """Gain of a symmetric 1-D filter at ``freq`` cycles/pixel (DTFT, real part).
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.mtf import frequency_response
+        >>> frequency_response(np.array([0.25, 0.5, 0.25]), 0.0)  # DC gain = sum of taps
+        1.0
+    """
     n = np.arange(len(kernel_1d)) - (len(kernel_1d) - 1) / 2.0
     return float(np.sum(kernel_1d * np.cos(2.0 * math.pi * freq * n)))
 
@@ -64,11 +87,11 @@ def frequency_response(kernel_1d: np.ndarray, freq: float) -> float:
 def _band_gains(x: torch.Tensor, gnyq: Union[float, Sequence[float]], who: str) -> list:
     """One gain per band of (B,C,H,W) ``x`` from a scalar or a length-C sequence."""
     if x.ndim != 4:
-        raise ValueError(f"{who} expects (B,C,H,W), got shape {tuple(x.shape)}")
+        raise InputError(f"{who} expects (B,C,H,W), got shape {tuple(x.shape)}")
     c = x.shape[1]
     gains = [float(gnyq)] * c if np.isscalar(gnyq) else [float(g) for g in gnyq]  # type: ignore[arg-type]
     if len(gains) != c:
-        raise ValueError(f"{len(gains)} MTF gains given for {c} bands")
+        raise InputError(f"{len(gains)} MTF gains given for {c} bands")
     return gains
 
 
@@ -76,6 +99,13 @@ def mtf_filter(x: torch.Tensor, gnyq: Union[float, Sequence[float]], ratio: int 
     """Low-pass each band of ``x`` (B,C,H,W) with its own MTF filter, same size out, replicate borders.
 
     ``gnyq`` is one gain for all bands or one per band (length C).
+
+    Examples:
+        >>> import torch
+        >>> from pantiny.mtf import mtf_filter
+        >>> x = torch.full((1, 2, 16, 16), 3.0, dtype=torch.float64)
+        >>> torch.allclose(mtf_filter(x, [0.3, 0.2]), x)  # taps sum to 1: constants stay constant
+        True
     """
     gains = _band_gains(x, gnyq, "mtf_filter")
     c = len(gains)
@@ -87,13 +117,29 @@ def mtf_filter(x: torch.Tensor, gnyq: Union[float, Sequence[float]], ratio: int 
 
 
 def decimate(x: torch.Tensor, ratio: int = 4) -> torch.Tensor:
-    """Nearest-neighbour decimation by ``ratio`` (offset ratio//2), as MATLAB imresize 'nearest'."""
+    """Nearest-neighbour decimation by ``ratio`` (offset ratio//2), as MATLAB imresize 'nearest'.
+
+    Examples:
+        >>> import torch
+        >>> from pantiny.mtf import decimate
+        >>> decimate(torch.arange(64).reshape(8, 8))  # keeps rows and columns 2 and 6
+        tensor([[18, 22],
+                [50, 54]])
+    """
     o = ratio // 2
     return x[..., o::ratio, o::ratio]
 
 
 def mtf_degrade(x: torch.Tensor, gnyq: Union[float, Sequence[float]], ratio: int = 4) -> torch.Tensor:
-    """Wald-protocol degradation: MTF low-pass then decimation by ``ratio``. (B,C,H,W) -> (B,C,H/r,W/r)."""
+    """Wald-protocol degradation: MTF low-pass then decimation by ``ratio``. (B,C,H,W) -> (B,C,H/r,W/r).
+
+    Examples:
+        >>> import torch
+        >>> from pantiny.mtf import mtf_degrade
+        >>> from pantiny.sensors import get_sensor
+        >>> tuple(mtf_degrade(torch.rand(1, 4, 64, 64), get_sensor("ikonos").mtf_ms).shape)
+        (1, 4, 16, 16)
+    """
     return decimate(mtf_filter(x, gnyq, ratio), ratio)
 
 
@@ -129,11 +175,18 @@ def toolbox_mtf_kernel(gnyq: float, ratio: int = 4, n: int = MTF_TAPS) -> np.nda
 
     Returns:
         (n, n) float64 kernel ``real(fwind1(Hd, kaiser(n)))``, *not* normalised (sums to ~0.999).
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.mtf import toolbox_mtf_kernel
+        >>> h = toolbox_mtf_kernel(0.29)
+        >>> h.shape, round(float(h.sum()), 4), np.allclose(h, h.T)
+        ((41, 41), 0.9987, True)
     """
     if not 0.0 < gnyq < 1.0:
-        raise ValueError(f"MTF gain at Nyquist must be in (0, 1), got {gnyq}")
+        raise InputError(f"MTF gain at Nyquist must be in (0, 1), got {gnyq}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 3 or n % 2 == 0:
-        raise ValueError(f"kernel size must be an odd integer >= 3, got {n!r}")
+        raise InputError(f"kernel size must be an odd integer >= 3, got {n!r}")
     fcut = 1.0 / ratio
     alpha = math.sqrt(((n - 1) * (fcut / 2.0)) ** 2 / (-2.0 * math.log(gnyq)))
     g = _fspecial_gaussian(n, alpha)

@@ -21,7 +21,21 @@ FILL_STEPS = 3
 
 def invalid_mask(x: np.ndarray, nodata: Optional[float], *, all_bands: bool = True) -> Optional[np.ndarray]:
     """(h,w) bool mask of nodata pixels of a (C,h,w) array (all bands == nodata, or any band when
-    ``all_bands`` is False); None when there is no nodata value or no such pixel."""
+    ``all_bands`` is False); None when there is no nodata value or no such pixel.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.nodata import invalid_mask
+        >>> x = np.array([[[5, 0], [0, 7]], [[5, 0], [3, 7]]], np.uint16)  # (C=2, h=2, w=2)
+        >>> invalid_mask(x, 0)  # nodata = every band equals the value
+        array([[False,  True],
+               [False, False]])
+        >>> invalid_mask(x, 0, all_bands=False)
+        array([[False,  True],
+               [ True, False]])
+        >>> invalid_mask(x, 65535) is None  # no such pixel
+        True
+    """
     if nodata is None:
         return None
     hit = x == nodata if not (isinstance(nodata, float) and np.isnan(nodata)) else np.isnan(x)
@@ -35,6 +49,20 @@ def fill_holes(x: np.ndarray, invalid: np.ndarray, fallback: Sequence[float], st
     ``steps`` times: every invalid pixel with at least one valid pixel among its 8 neighbours takes
     their mean and becomes valid. Remaining pixels take ``fallback`` (one value per band). Returns a
     new float32 array; ``x`` is not modified.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.nodata import fill_holes, invalid_mask
+        >>> x = np.array([[[1, 2, 3], [4, 0, 6], [7, 8, 9]]], np.float32)  # one band, a hole at the centre
+        >>> fill_holes(x, invalid_mask(x, 0), fallback=[0.0])  # the mean of its 8 valid neighbours
+        array([[[1., 2., 3.],
+                [4., 5., 6.],
+                [7., 8., 9.]]], dtype=float32)
+        >>> x[0, 1, 1].item()  # the input is left as it was
+        0.0
+        >>> hole = np.ones((3, 3), bool)  # nothing valid: the per-band fallback
+        >>> fill_holes(x, hole, fallback=[42.0])[0, 0]
+        array([42., 42., 42.], dtype=float32)
     """
     out = np.array(x, dtype=np.float32, copy=True)
     bad = invalid.copy()

@@ -39,6 +39,19 @@ def choose_scale(dtype: np.dtype, sensor: Optional[Sensor] = None, scale: Option
 
     Floating point data above 1.5 with no sensor maximum, and 32-bit integers without a sensor, need
     an explicit ``scale`` (:class:`~pantiny.errors.InputError`).
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.normalize import choose_scale
+        >>> from pantiny.sensors import get_sensor
+        >>> choose_scale(np.uint16, get_sensor("gf2"))
+        (1023.0, 'nominal maximum of sensor gf2')
+        >>> choose_scale(np.uint8, get_sensor("wv3"))  # 8-bit products are display-stretched
+        (255.0, 'uint8 data')
+        >>> choose_scale(np.float32, data_max=0.8)[0]  # reflectance
+        1.0
+        >>> choose_scale(np.uint16, scale=4095)
+        (4095.0, 'given')
     """
     dt = np.dtype(dtype)
     if scale is not None:
@@ -64,7 +77,14 @@ def choose_scale(dtype: np.dtype, sensor: Optional[Sensor] = None, scale: Option
 
 def resolve_scale(dtype: np.dtype, sensor: Optional[Sensor] = None, scale: Optional[float] = None, *,
                   data_max: Optional[float] = None) -> float:
-    """The divisor of :func:`choose_scale`, without the reason."""
+    """The divisor of :func:`choose_scale`, without the reason.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.normalize import resolve_scale
+        >>> resolve_scale(np.uint16)  # 16-bit integers without a sensor: 11-bit assumed
+        2047.0
+    """
     return choose_scale(dtype, sensor, scale, data_max=data_max)[0]
 
 
@@ -82,13 +102,32 @@ def scale_warnings(scale: float, reason: str, dtype: np.dtype, data_max: Optiona
 
 
 def to_unit(x: np.ndarray, scale: float) -> torch.Tensor:
-    """DN array -> float32 tensor in the model's unit range (shape unchanged); never modifies ``x``."""
+    """DN array -> float32 tensor in the model's unit range (shape unchanged); never modifies ``x``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.normalize import to_unit
+        >>> x = np.array([[[0, 1024, 2047]]], np.uint16)  # (C,H,W) 11-bit DN
+        >>> u = to_unit(x, 2047)
+        >>> u.dtype, tuple(u.shape), u.max().item()
+        (torch.float32, (1, 1, 3), 1.0)
+    """
     # Out of place: for float32 input ascontiguousarray may return ``x`` itself.
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).div(float(scale))
 
 
 def from_unit(x: torch.Tensor, scale: float, dtype: np.dtype) -> np.ndarray:
-    """Unit-range tensor -> array of ``dtype`` (rounded and clipped for integer types)."""
+    """Unit-range tensor -> array of ``dtype`` (rounded and clipped for integer types).
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> from pantiny.normalize import from_unit, to_unit
+        >>> from_unit(torch.tensor([[[-0.1, 0.5, 1.2]]]), 255, np.uint8)  # rounded, clipped
+        array([[[  0, 128, 255]]], dtype=uint8)
+        >>> x = np.array([[[0, 1023, 2047]]], np.uint16)
+        >>> np.array_equal(from_unit(to_unit(x, 2047), 2047, np.uint16), x)  # exact round trip
+        True
+    """
     y = x.detach().to("cpu", torch.float32).mul(float(scale)).numpy()
     dt = np.dtype(dtype)
     if dt.kind in "ui":

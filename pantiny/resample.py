@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from .choices import UPSAMPLING
+from .errors import InputError
 
 
 def upsample(ms: torch.Tensor, ratio: int = 4, mode: str = "bicubic") -> torch.Tensor:
@@ -19,16 +21,35 @@ def upsample(ms: torch.Tensor, ratio: int = 4, mode: str = "bicubic") -> torch.T
     ``mode``: ``"bicubic"`` (Keys a=-0.75 as in torch, the default), ``"bilinear"`` or ``"nearest"``.
     Borders are handled by clamping (replicate), so a crop with >= 2 MS pixels of margin on each side
     upsamples to exactly the same values as the whole image.
+
+    Examples:
+        >>> import torch
+        >>> from pantiny.resample import upsample
+        >>> ms = torch.arange(4.0).reshape(1, 1, 2, 2)  # (B,C,h,w)
+        >>> tuple(upsample(ms).shape)  # onto the 4x finer PAN grid
+        (1, 1, 8, 8)
+        >>> upsample(ms, mode="nearest")[0, 0, ::4, ::4]  # each MS pixel covers 4x4 PAN pixels
+        tensor([[0., 1.],
+                [2., 3.]])
+        >>> upsample(torch.full((1, 3, 4, 4), 7.0)).unique()  # a constant stays constant
+        tensor([7.])
     """
-    if mode not in ("bicubic", "bilinear", "nearest"):
-        raise ValueError(f"unknown upsampling mode {mode!r}; use 'bicubic', 'bilinear' or 'nearest'")
+    if mode not in UPSAMPLING:
+        raise InputError(f"unknown upsampling mode {mode!r}; use 'bicubic', 'bilinear' or 'nearest'")
     if mode == "nearest":
         return F.interpolate(ms, scale_factor=ratio, mode="nearest")
     return F.interpolate(ms, scale_factor=ratio, mode=mode, align_corners=False)
 
 
 def downsample_bicubic(x: torch.Tensor, ratio: int = 4) -> torch.Tensor:
-    """Antialiased bicubic reduction by ``ratio`` (B,C,H,W) -> (B,C,H/r,W/r), like MATLAB ``imresize(x, 1/r)``."""
+    """Antialiased bicubic reduction by ``ratio`` (B,C,H,W) -> (B,C,H/r,W/r), like MATLAB ``imresize(x, 1/r)``.
+
+    Examples:
+        >>> import torch
+        >>> from pantiny.resample import downsample_bicubic
+        >>> tuple(downsample_bicubic(torch.ones(1, 2, 16, 16)).shape)
+        (1, 2, 4, 4)
+    """
     h, w = x.shape[-2] // ratio, x.shape[-1] // ratio
     return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
 
@@ -87,13 +108,23 @@ def interp23tap(ms: torch.Tensor, ratio: int = 4) -> torch.Tensor:
     Note the registration differs from :func:`upsample` (bicubic, pixel-is-area) by half a PAN
     pixel; it is what the toolbox's D_lambda/D_s references use. Floating input keeps its dtype
     (use float64 for metrics); integer input is computed and returned as float64.
+
+    Examples:
+        >>> import torch
+        >>> from pantiny.resample import interp23tap
+        >>> ms = torch.arange(64.0, dtype=torch.float64).reshape(1, 1, 8, 8)
+        >>> up = interp23tap(ms)
+        >>> tuple(up.shape)
+        (1, 1, 32, 32)
+        >>> torch.equal(up[..., 2::4, 2::4], ms)  # MS pixel j sits on PAN pixel 4j+2, unchanged
+        True
     """
     if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1 \
             or (int(ratio) & (int(ratio) - 1)) != 0:
-        raise ValueError(f"interp23tap needs a power-of-2 integer ratio, got {ratio!r}; use upsample(mode='bicubic')")
+        raise InputError(f"interp23tap needs a power-of-2 integer ratio, got {ratio!r}; use upsample(mode='bicubic')")
     ratio = int(ratio)
     if ms.ndim != 4:
-        raise ValueError(f"interp23tap expects (B,C,h,w), got shape {tuple(ms.shape)}")
+        raise InputError(f"interp23tap expects (B,C,h,w), got shape {tuple(ms.shape)}")
     x = ms if ms.is_floating_point() else ms.double()
     for stage in range(ratio.bit_length() - 1):  # log2(ratio) stages
         o = 1 if stage == 0 else 0

@@ -23,6 +23,7 @@ from torch import nn
 
 from .models.blocks import AttentionStats, ChannelAttention, StopForward
 from .tiling import TileSource, iter_batches
+from .errors import InputError
 
 
 def attention_layers(model: nn.Module) -> List[ChannelAttention]:
@@ -40,7 +41,7 @@ def scene_attention(model: nn.Module, source: TileSource, *, tile: int, overlap:
     """
     radius = getattr(model, "receptive_radius", None)
     if radius is not None and overlap // 2 < radius:
-        raise ValueError(f"tile overlap {overlap} is too small for exact tiling with this model: "
+        raise InputError(f"tile overlap {overlap} is too small for exact tiling with this model: "
                          f"need at least {2 * radius} pixels (2 x its receptive radius {radius})")
     layers = attention_layers(model)
     try:
@@ -58,7 +59,7 @@ def scene_attention(model: nn.Module, source: TileSource, *, tile: int, overlap:
                 except StopForward:
                     pass
                 else:  # pragma: no cover - a layer that never ran would leave the stats empty
-                    raise RuntimeError("attention layer was not reached during statistics collection")
+                    raise AssertionError("attention layer was not reached during statistics collection")
                 if progress is not None:
                     progress(len(weights))
             stats.mask = None

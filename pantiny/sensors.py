@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
+from .errors import InputError
 
 #: Names of the model's four input/output bands, in model order.
 MODEL_BANDS: Tuple[str, ...] = ("R", "G", "B", "NIR")
@@ -93,23 +94,40 @@ _ALIASES = {
 
 
 def get_sensor(name: "str | Sensor") -> Sensor:
-    """Look a sensor up by name (case-insensitive, common aliases accepted)."""
+    """Look a sensor up by name (case-insensitive, common aliases accepted).
+
+    Examples:
+        >>> from pantiny.sensors import get_sensor
+        >>> s = get_sensor("WorldView-3")
+        >>> s.name, s.n_bands, s.max_value
+        ('wv3', 8, 2047.0)
+        >>> [s.bands[i] for i in s.model_bands]  # the model's R, G, B, NIR inputs
+        ['R', 'G', 'B', 'NIR1']
+        >>> get_sensor("GF-2") is get_sensor("gf2")
+        True
+    """
     if isinstance(name, Sensor):
         return name
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in SENSORS:
-        raise ValueError(f"unknown sensor {name!r}; known sensors: {', '.join(sorted(SENSORS))}")
+        raise InputError(f"unknown sensor {name!r}; known sensors: {', '.join(sorted(SENSORS))}")
     return SENSORS[key]
 
 
 def sensor_for_bands(n_bands: int) -> Sensor:
-    """Default sensor when none is given: ``generic`` for 4 bands, ``wv3`` layout for 8 bands."""
+    """Default sensor when none is given: ``generic`` for 4 bands, ``wv3`` layout for 8 bands.
+
+    Examples:
+        >>> from pantiny.sensors import sensor_for_bands
+        >>> sensor_for_bands(4).name, sensor_for_bands(8).name
+        ('generic', 'wv3')
+    """
     if n_bands == 4:
         return SENSORS["generic"]
     if n_bands == 8:
         return SENSORS["wv3"]
-    raise ValueError(
+    raise InputError(
         f"MS has {n_bands} bands: without sensor= or bands= only 4-band (B,G,R,NIR) and "
         "8-band WorldView (Coastal..NIR2) inputs are understood; pass bands=[r,g,b,nir] indices"
     )
@@ -121,22 +139,37 @@ def resolve_bands(n_bands: int, sensor: "str | Sensor | None" = None,
 
     An explicit ``bands`` list overrides the sensor's band map. Raises ``ValueError`` when the MS band
     count does not match the sensor or an index is out of range.
+
+    Examples:
+        >>> from pantiny.sensors import resolve_bands
+        >>> sensor, idx = resolve_bands(8)  # 8 bands, no sensor: the WorldView layout
+        >>> sensor.name, idx
+        ('wv3', (4, 2, 1, 6))
+        >>> resolve_bands(4, "gf2")[1]  # B, G, R, NIR products
+        (2, 1, 0, 3)
+        >>> resolve_bands(8, "wv2", bands=[5, 3, 2, 7])[1]  # explicit indices win
+        (5, 3, 2, 7)
+        >>> try:
+        ...     resolve_bands(4, "wv3")
+        ... except ValueError as e:
+        ...     print(e)
+        MS has 4 bands but sensor 'wv3' has 8 ...
     """
     s = get_sensor(sensor) if sensor is not None else (
         SENSORS["generic"] if bands is not None else sensor_for_bands(n_bands))
     if bands is None:
         if n_bands != s.n_bands:
-            raise ValueError(
+            raise InputError(
                 f"MS has {n_bands} bands but sensor {s.name!r} has {s.n_bands} "
                 f"({', '.join(s.bands)}); pass bands=[r,g,b,nir] to choose bands explicitly")
         idx = s.model_bands
     else:
         idx = tuple(int(b) for b in bands)
         if len(idx) != 4:
-            raise ValueError(f"bands must list 4 MS band indices (R, G, B, NIR), got {list(bands)}")
+            raise InputError(f"bands must list 4 MS band indices (R, G, B, NIR), got {list(bands)}")
         bad = [b for b in idx if not 0 <= b < n_bands]
         if bad:
-            raise ValueError(f"band indices {bad} out of range for an MS image with {n_bands} bands")
+            raise InputError(f"band indices {bad} out of range for an MS image with {n_bands} bands")
         if len(set(idx)) != 4:
-            raise ValueError(f"bands must be 4 distinct indices, got {list(bands)}")
+            raise InputError(f"bands must be 4 distinct indices, got {list(bands)}")
     return s, idx  # type: ignore[return-value]

@@ -17,6 +17,7 @@ import torch
 
 from .mtf import mtf_degrade
 from .sensors import Sensor, get_sensor
+from .errors import InputError
 
 # Reflectance-like signatures per class, keyed by band name (unlisted bands interpolate by wavelength).
 _WAVELENGTH = {"Coastal": 425, "B": 480, "G": 545, "Y": 605, "R": 660, "RedEdge": 725, "NIR": 830,
@@ -56,7 +57,7 @@ def make_scene(size: int = 256, sensor: "str | Sensor" = "wv3", seed: int = 0, r
     """
     s = get_sensor(sensor)
     if size % ratio:
-        raise ValueError(f"size {size} must be a multiple of ratio {ratio}")
+        raise InputError(f"size {size} must be a multiple of ratio {ratio}")
     rng = np.random.default_rng(seed)
     h = w = size
     classes = list(_CLASS_CURVES)

@@ -18,21 +18,17 @@ Two blends:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from .windows import Window
+from .errors import InputError
 
-@dataclass(frozen=True)
-class Tile:
-    """A window on the PAN grid, in pixels."""
 
-    row: int
-    col: int
-    height: int
-    width: int
+#: A tile is a :class:`pantiny.windows.Window` on the PAN grid (one window type everywhere).
+Tile = Window
 
 
 class TileSource(Protocol):
@@ -46,7 +42,7 @@ class TileSource(Protocol):
 
 
 FuseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-BLENDS = ("crop", "ramp")
+from .choices import BLENDS  # noqa: E402  (re-exported)
 
 
 def _starts(size: int, tile: int, step: int) -> List[int]:
@@ -58,7 +54,7 @@ def _starts(size: int, tile: int, step: int) -> List[int]:
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> List[List[Tile]]:
     """Tiles covering a height x width grid, as rows of tiles; neighbours share >= ``overlap`` pixels."""
     if tile <= 0 or overlap < 0 or overlap >= tile:
-        raise ValueError(f"need tile > overlap >= 0, got tile={tile}, overlap={overlap}")
+        raise InputError(f"need tile > overlap >= 0, got tile={tile}, overlap={overlap}")
     step = tile - overlap
     th, tw = min(tile, height), min(tile, width)
     return [[Tile(r, c, th, tw) for c in _starts(width, tile, step)] for r in _starts(height, tile, step)]
@@ -103,7 +99,7 @@ def iter_batches(source: TileSource, *, tile: int, overlap: int, batch_size: int
     weights (h,w) of each tile; with ``blend="crop"`` they are the 0/1 ownership masks.
     """
     if blend not in BLENDS:
-        raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+        raise InputError(f"blend must be one of {BLENDS}, got {blend!r}")
     rows = plan_tiles(source.height, source.width, tile, overlap)
     row_w = _axis_weights([r[0].row for r in rows], rows[0][0].height, source.height, overlap, blend)
     col_w = _axis_weights([t.col for t in rows[0]], rows[0][0].width, source.width, overlap, blend)

@@ -21,16 +21,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from ._atomic import atomic_write_bytes
-from .errors import WeightsError
-from .models import build_model
+from .errors import InputError, WeightsError
+from .models import MODELS, build_model
+
+_log = logging.getLogger("pantiny")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST_PATH = PACKAGE_DIR / "weights_manifest.json"
@@ -49,8 +55,73 @@ def sha256_file(path: PathLike) -> str:
 
 # --- manifest -----------------------------------------------------------------------------------
 
+#: Names the shipped manifest used before ``arch.tag`` names; still accepted, with a FutureWarning.
+LEGACY_NAMES = {"pantiny-big-preview": "pantiny-big.preview"}
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One manifest entry, validated when the manifest is read.
+
+    ``name`` is ``"<architecture>.<tag>"`` (timm style, e.g. ``"pantiny-big.allinone"``) in the shipped
+    manifest; a user's manifest may use any plain name. ``file`` is relative to the manifest's folder
+    (or the package), or absolute. ``sha256`` and ``size`` are checked before the file is used.
+    """
+
+    name: str
+    architecture: str
+    file: str
+    sha256: str
+    size: int
+    bands: Tuple[str, ...] = ("R", "G", "B", "NIR")
+    normalisation: str = ""
+    description: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)  # training data, schedule, metrics, hf, ...
+
+    @property
+    def tag(self) -> Optional[str]:
+        """The part after ``architecture.`` (None for a plain name)."""
+        prefix = self.architecture + "."
+        return self.name[len(prefix):] if self.name.startswith(prefix) else None
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "manifest") -> "WeightsEntry":
+        if not isinstance(d, dict):
+            raise WeightsError(f"{where}: every entry of 'models' must be an object, got {type(d).__name__}")
+        name = d.get("name")
+        label = f"{where}: entry {name!r}"
+        for key, typ in (("name", str), ("architecture", str), ("file", str), ("sha256", str), ("size", int)):
+            if not isinstance(d.get(key), typ) or isinstance(d.get(key), bool):
+                raise WeightsError(f"{label}: {key!r} must be a {typ.__name__}, got {d.get(key)!r}")
+        if d["architecture"] not in MODELS:
+            raise WeightsError(f"{label}: unknown architecture {d['architecture']!r} (known: {', '.join(MODELS)})")
+        if not re.fullmatch(r"[0-9a-f]{64}", d["sha256"]):
+            raise WeightsError(f"{label}: sha256 must be 64 lower-case hex digits")
+        if d["size"] <= 0:
+            raise WeightsError(f"{label}: size must be a positive byte count")
+        if "/" in name or not name.strip() or name.endswith(".safetensors"):
+            raise WeightsError(f"{label}: invalid name")
+        bands = tuple(d.get("bands", ("R", "G", "B", "NIR")))
+        known = {"name", "architecture", "file", "sha256", "size", "bands", "normalisation", "description"}
+        return cls(name, d["architecture"], d["file"], d["sha256"], int(d["size"]), bands,
+                   str(d.get("normalisation", "")), str(d.get("description", "")),
+                   {k: v for k, v in d.items() if k not in known})
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The JSON form written to a manifest (plain dict; ``extra`` keys at top level)."""
+        out: Dict[str, Any] = {"name": self.name, "architecture": self.architecture, "file": self.file,
+                               "sha256": self.sha256, "size": self.size, "bands": list(self.bands),
+                               "normalisation": self.normalisation, "description": self.description}
+        out.update(self.extra)
+        return out
+
+
 def load_manifest(path: Optional[PathLike] = None) -> Dict[str, Any]:
-    """Parse the manifest (default: the one shipped with the package)."""
+    """Parse and validate the manifest (default: the one shipped with the package).
+
+    Every entry must be a valid :class:`WeightsEntry`, names must be unique, and ``default`` must
+    name an entry: so a default model always resolves.
+    """
     p = Path(path) if path is not None else MANIFEST_PATH
     if not p.is_file():
         raise FileNotFoundError(f"weights manifest not found: {p}")
@@ -58,33 +129,73 @@ def load_manifest(path: Optional[PathLike] = None) -> Dict[str, Any]:
         manifest = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise WeightsError(f"weights manifest {p} is not valid JSON: {e}") from None
-    if not isinstance(manifest.get("models"), list):
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), list):
         raise WeightsError(f"weights manifest {p} has no 'models' list")
+    entries = [WeightsEntry.from_dict(e, str(p)) for e in manifest["models"]]
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        raise WeightsError(f"weights manifest {p} names an entry twice: {sorted(n for n in names if names.count(n) > 1)}")
+    default = manifest.get("default")
+    if entries and default not in names:
+        raise WeightsError(f"weights manifest {p}: default {default!r} names no entry (entries: {', '.join(names)})")
     return manifest
 
 
-def manifest_entry(name: str, manifest_path: Optional[PathLike] = None) -> Dict[str, Any]:
-    """The manifest entry called ``name``."""
+def manifest_entries(path: Optional[PathLike] = None) -> List[WeightsEntry]:
+    """The manifest's entries, typed."""
+    p = Path(path) if path is not None else MANIFEST_PATH
+    return [WeightsEntry.from_dict(e, str(p)) for e in load_manifest(path)["models"]]
+
+
+def list_models(pretrained: bool = False, manifest_path: Optional[PathLike] = None) -> List[str]:
+    """Architecture names (``pretrained=False``), or the names of every weights entry of the manifest."""
+    if not pretrained:
+        return sorted(MODELS)
+    return sorted(e.name for e in manifest_entries(manifest_path))
+
+
+def resolve_model_name(name: str, manifest_path: Optional[PathLike] = None) -> str:
+    """The entry a model name stands for: an entry name as is; an architecture name (``"pantiny-big"``)
+    -> the manifest's default when it has that architecture, else that architecture's only entry
+    (timm's ``arch`` -> ``arch.default_tag``); a legacy name -> its new name, with a FutureWarning."""
     manifest = load_manifest(manifest_path)
-    for entry in manifest["models"]:
-        if entry.get("name") == name:
-            return entry
-    known = [e.get("name") for e in manifest["models"]]
-    if name == manifest.get("default"):
-        raise WeightsError(
-            f"model {name!r} is the default model, and its weights are not released yet (the all-in-one "
-            f"WorldView-2/3 + GaoFen-2 checkpoint is still in training); pass model= one of "
-            f"{', '.join(repr(k) for k in known) or 'none'} (a preview, see the README), a .safetensors path, "
-            "or a classical method= (e.g. 'mtf-glp')")
-    raise WeightsError(f"no weights named {name!r} in the manifest (available: {', '.join(known) or 'none'}); "
+    entries = [WeightsEntry.from_dict(e) for e in manifest["models"]]
+    names = {e.name for e in entries}
+    if name in names:
+        return name
+    if name in LEGACY_NAMES and LEGACY_NAMES[name] in names:
+        warnings.warn(f"weights name {name!r} is deprecated: use {LEGACY_NAMES[name]!r}", FutureWarning, stacklevel=3)
+        return LEGACY_NAMES[name]
+    if name in MODELS:
+        of_arch = [e.name for e in entries if e.architecture == name]
+        default = manifest.get("default")
+        if default in of_arch:
+            return default
+        if len(of_arch) == 1:
+            return of_arch[0]
+        if of_arch:
+            raise WeightsError(f"architecture {name!r} has several weights ({', '.join(sorted(of_arch))}): name one")
+        raise WeightsError(f"no weights for architecture {name!r} in the manifest (entries: "
+                           f"{', '.join(sorted(names)) or 'none'}); pass a .safetensors path or a classical method=")
+    raise WeightsError(f"no weights named {name!r} in the manifest (available: {', '.join(sorted(names)) or 'none'}); "
                        "pass a .safetensors path, train one with `pantiny train`, or use a classical method")
+
+
+def manifest_entry(name: str, manifest_path: Optional[PathLike] = None) -> Dict[str, Any]:
+    """The manifest entry that ``name`` resolves to (:func:`resolve_model_name`), as a dict."""
+    resolved = resolve_model_name(name, manifest_path)
+    for entry in load_manifest(manifest_path)["models"]:
+        if entry.get("name") == resolved:
+            return entry
+    raise AssertionError(resolved)  # pragma: no cover - resolve_model_name only returns entry names
 
 
 def upsert_manifest_entry(entry: Dict[str, Any], manifest_path: Optional[PathLike] = None) -> Path:
     """Add ``entry`` to the manifest, replacing an entry of the same name; written atomically."""
     for key in ("name", "architecture", "file", "sha256", "size"):
         if key not in entry:
-            raise ValueError(f"manifest entry lacks {key!r}")
+            raise InputError(f"manifest entry lacks {key!r}")
+    WeightsEntry.from_dict(entry, "new entry")
     p = Path(manifest_path) if manifest_path is not None else MANIFEST_PATH
     manifest = load_manifest(p) if p.exists() else {"format": 1, "default": entry["name"], "models": []}
     models: List[Dict[str, Any]] = [e for e in manifest["models"] if e.get("name") != entry["name"]]
@@ -171,7 +282,9 @@ def load_model(name_or_path: str = "pantiny-big", *, device: Union[str, torch.de
                manifest_path: Optional[PathLike] = None, architecture: Optional[str] = None) -> nn.Module:
     """A model in eval mode with verified weights, on ``device``.
 
-    ``name_or_path`` is a manifest name (``"pantiny-big"``) or a path to a ``.safetensors`` file. A
+    ``name_or_path`` is a manifest entry (``"pantiny-big.allinone"``), an architecture name standing for
+    its default weights (``"pantiny-big"``, see :func:`resolve_model_name`), or a path to a
+    ``.safetensors`` file. A
     path is checked against a manifest entry with the same sha256 when there is one; otherwise its
     architecture comes from the file's own metadata (written by :func:`save_weights`) or the
     ``architecture`` argument.
@@ -188,6 +301,7 @@ def load_model(name_or_path: str = "pantiny-big", *, device: Union[str, torch.de
     entry = manifest_entry(str(name_or_path), manifest_path)
     path = resolve_weights_file(entry, Path(manifest_path).resolve().parent if manifest_path else None)
     state, _ = _read_state(path)
+    _log.info("weights %s (%s)", entry["name"], (entry.get("description") or entry["architecture"])[:120])
     return _instantiate(entry["architecture"], state, path).to(device)
 
 

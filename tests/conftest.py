@@ -1,7 +1,19 @@
-"""Shared fixtures: synthetic scenes, GeoTIFF pairs, and self-made weights (no shipped weights needed)."""
+"""Shared fixtures: synthetic scenes, GeoTIFF pairs, and self-made weights (no shipped weights needed).
+
+Options and markers offered here:
+
+* ``--device cpu|cuda|cuda:N`` (default ``cpu``): the torch device of the ``device`` fixture, so the
+  tests that take it run on CUDA with ``--device cuda``. Asking for CUDA on a machine without it is a
+  usage error at start-up, never a silent fallback to the CPU.
+* ``@pytest.mark.realdata`` or ``@pytest.mark.realdata("corpus/corpus.json", ...)``: the test reads the
+  real scenes in :data:`SHARED_DATA` (``$PANTINY_DATA`` when set, else ``../shared/data``) and is skipped,
+  with the path in the reason, when that directory or one of the named files is absent. The
+  ``shared_data`` fixture gives the directory with the same skip.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +27,73 @@ from pantiny.synthetic import make_scene
 from pantiny.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: Real test imagery: ``$PANTINY_DATA`` when set (and not empty), else ``../shared/data`` next to the repository.
+SHARED_DATA = (Path(os.environ["PANTINY_DATA"]).expanduser() if os.environ.get("PANTINY_DATA")
+               else REPO.parent / "shared" / "data")
+
+
+def _device_name(text: str) -> str:
+    """Validate ``--device``: cpu, cuda or cuda:N (argparse turns the error into a usage message)."""
+    import argparse
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return str(dev)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", action="store", default="cpu", type=_device_name, metavar="DEVICE",
+                     help="torch device of the `device` fixture: cpu (default), cuda or cuda:N")
+
+
+def pytest_configure(config):
+    dev = torch.device(config.getoption("device", "cpu"))
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(
+                f"--device {dev}: CUDA is not available here (torch {torch.__version__}, "
+                f"built {'with CUDA ' + torch.version.cuda if torch.version.cuda else 'without CUDA'}); "
+                "run with --device cpu (the default)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise pytest.UsageError(f"--device {dev}: only {torch.cuda.device_count()} CUDA device(s) present")
+
+
+def _realdata_missing(item) -> "str | None":
+    """Why a ``realdata`` test cannot run here (None when it can)."""
+    marker = item.get_closest_marker("realdata")
+    if marker is None:
+        return None
+    if not SHARED_DATA.is_dir():
+        return f"real test imagery not found: {SHARED_DATA} is not a directory (set PANTINY_DATA to it)"
+    missing = [str(f) for f in marker.args if not (SHARED_DATA / f).exists()]
+    if missing:
+        return f"real test data missing in {SHARED_DATA}: {', '.join(missing)}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        reason = _realdata_missing(item)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig) -> torch.device:
+    """The torch device chosen with ``--device`` (``cpu`` unless asked otherwise)."""
+    return torch.device(pytestconfig.getoption("device"))
+
+
+@pytest.fixture()
+def shared_data() -> Path:
+    """:data:`SHARED_DATA`, skipping the test (with the path in the reason) when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test imagery not found: {SHARED_DATA} is not a directory (set PANTINY_DATA to it)")
+    return SHARED_DATA
 
 
 def write_tif(path: Path, arr: np.ndarray, *, gsd: float = 0.5, crs="EPSG:32633", nodata=None,

@@ -14,7 +14,7 @@ import torch
 from pantiny import pansharpen
 from pantiny._atomic import _lock
 from pantiny.cli import build_parser, main
-from pantiny.errors import InputError, ModelOutputError, OutputLockedError, WeightsError
+from pantiny.errors import InputError, ModelOutputError, OutputLockedError
 from pantiny.models import build_model
 from pantiny.synthetic import make_scene
 
@@ -136,10 +136,14 @@ def test_outputs_honour_the_umask(tmp_path, tif_pair):
     assert (os.stat(out).st_mode & 0o777) == 0o644
 
 
-def test_the_default_model_error_says_it_is_the_default_and_unreleased(scene_4band, capsys):
+def test_the_default_model_always_resolves_and_is_named_in_the_log(scene_4band, caplog):
+    from pantiny.weights import load_manifest
+
     pan, ms, _ = scene_4band
-    with pytest.raises(WeightsError, match="is the default model.*not released yet"):
-        pansharpen(pan, ms)
+    with caplog.at_level("INFO", logger="pantiny"):
+        out = pansharpen(pan[:, :64, :64], ms[:, :16, :16], sensor="ikonos", attention="tile")
+    assert out.shape == (4, 64, 64)
+    assert f"weights {load_manifest()['default']} (" in caplog.text
     help_text = build_parser()._subparsers._group_actions[0].choices["fuse"].format_help()
     assert "(default:pantiny-big;" in "".join(help_text.split())
 

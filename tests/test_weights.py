@@ -133,3 +133,39 @@ def test_save_weights_reports_hash_and_size(tmp_path):
     assert info["size"] == (tmp_path / "s.safetensors").stat().st_size
     assert info["sha256"] == sha256_file(tmp_path / "s.safetensors")
     assert load_model(str(tmp_path / "s.safetensors")).__class__.__name__ == "PanTinySmall"
+
+
+def test_list_models_and_the_default_always_resolves():
+    import pantiny
+    from pantiny.weights import resolve_model_name
+
+    manifest = load_manifest()
+    names = pantiny.list_models(pretrained=True)
+    assert names == sorted(e["name"] for e in manifest["models"]) and manifest["default"] in names
+    assert pantiny.list_models() == ["pantiny-big", "pantiny-small"]
+    for n in names:  # shipped names are arch.tag
+        arch, tag = n.split(".", 1)
+        assert arch in pantiny.list_models() and tag
+    assert resolve_model_name("pantiny-big") == manifest["default"]  # the architecture's default weights
+    with pytest.warns(FutureWarning, match="deprecated"):
+        assert resolve_model_name("pantiny-big-preview") == "pantiny-big.preview"
+
+
+def test_manifest_entries_are_validated_when_loaded(tmp_path, random_weights):
+    good = _entry(random_weights, "pantiny-big.x")
+    for bad, msg in ((dict(good, sha256="abc"), "sha256"), (dict(good, size="1"), "'size' must be a int"),
+                     (dict(good, architecture="resnet"), "unknown architecture")):
+        m = tmp_path / "m.json"
+        m.write_text(json.dumps({"format": 1, "default": "pantiny-big.x", "models": [bad]}))
+        with pytest.raises(WeightsError, match=msg):
+            load_manifest(m)
+    m.write_text(json.dumps({"format": 1, "default": "nope", "models": [good]}))
+    with pytest.raises(WeightsError, match="default 'nope' names no entry"):
+        load_manifest(m)
+
+
+def test_every_architecture_declares_its_receptive_radius():
+    from pantiny.models import MODELS
+
+    for name in MODELS:
+        assert isinstance(build_model(name).receptive_radius, int)

@@ -11,23 +11,17 @@ import argparse
 import json
 import math
 from typing import Dict
-
-
-def _bands(text: str | None):
-    if not text:
-        return None
-    try:
-        return [int(b) for b in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--bands must be comma-separated integers, got {text!r}") from None
+from .. import cli_options as opt
+from ..choices import QNR_UPSAMPLERS, QNR_VARIANTS
+from ..errors import InputError
 
 
 def _cmd_qnr(args: argparse.Namespace) -> int:
     from .full_resolution import qnr
 
-    r = qnr(args.fused, args.ms, args.pan, sensor=args.sensor, ratio=args.ratio, variant=args.variant,
+    r = qnr(args.pan, args.ms, args.fused, sensor=args.sensor, ratio=args.ratio, variant=args.variant,
             hqnr=args.hqnr, block=args.block, p=args.p, q=args.q, alpha=args.alpha, beta=args.beta,
-            scale=args.scale, bands=_bands(args.bands), upsample=args.upsample, nodata=args.nodata,
+            scale=args.scale, bands=args.bands, upsample=args.upsample, nodata=args.nodata,
             clip_bits=args.clip_bits)
     if args.json:
         print(json.dumps(r.as_dict()))  # NaN (undefined) scores are null
@@ -51,12 +45,12 @@ def _crop(text: str):
     try:
         vals = [int(p) for p in parts]
     except ValueError:
-        raise ValueError(f"--crop must be N, BEFORE,AFTER (integers) or 'toolbox', got {text!r}") from None
+        raise InputError(f"--crop must be N, BEFORE,AFTER (integers) or 'toolbox', got {text!r}") from None
     if len(vals) == 1:
         return vals[0]
     if len(vals) == 2:
         return (vals[0], vals[1])
-    raise ValueError(f"--crop must be N, BEFORE,AFTER or 'toolbox', got {text!r}")
+    raise InputError(f"--crop must be N, BEFORE,AFTER or 'toolbox', got {text!r}")
 
 
 def _cmd_score_rr(args: argparse.Namespace) -> int:
@@ -86,8 +80,8 @@ def register(subparsers) -> None:
     p.add_argument("pan", help="PAN GeoTIFF (1 band)")
     p.add_argument("ms", help="MS GeoTIFF (original, low resolution)")
     p.add_argument("fused", help="fused GeoTIFF on the PAN grid (same bands as MS, or 4 of them)")
-    p.add_argument("--sensor", default=None, help="sensor key (default: the MS file's SENSOR tag)")
-    p.add_argument("--variant", default="toolbox", choices=("toolbox", "orig_paper", "pantiny"),
+    opt.add_sensor(p)
+    p.add_argument("--variant", default=QNR_VARIANTS[0], choices=QNR_VARIANTS,
                    help="metric definition (default toolbox; orig_paper = toolbox flag_orig_paper=1)")
     p.add_argument("--hqnr", action="store_true", help="also compute D_lambda_K and HQNR (toolbox variants)")
     p.add_argument("--nodata", type=float, default=None,
@@ -95,14 +89,14 @@ def register(subparsers) -> None:
     p.add_argument("--clip-bits", type=int, default=None,
                    help="toolbox th_values: clip the fused image to [0, 2^L] first (e.g. 11)")
     p.add_argument("--block", type=int, default=32, help="Q block / window size in PAN pixels (default 32)")
-    p.add_argument("--ratio", type=int, default=4, help="PAN/MS resolution ratio (default 4)")
-    p.add_argument("--upsample", default="interp23tap", choices=("interp23tap", "bicubic"),
+    opt.add_ratio(p)
+    p.add_argument("--upsample", default=QNR_UPSAMPLERS[0], choices=QNR_UPSAMPLERS,
                    help="MS -> PAN grid interpolation of the toolbox reference (default interp23tap)")
-    p.add_argument("--bands", default=None, help="0-based MS indices of R,G,B,NIR when FUSED has 4 bands")
-    p.add_argument("--scale", type=float, default=None, help="full-scale DN (pantiny variant's uint8 conversion)")
+    opt.add_bands(p, "when FUSED has 4 bands of a larger MS")
+    opt.add_scale(p, "full-scale DN (pantiny variant's uint8 conversion)")
     for name in ("p", "q", "alpha", "beta"):
         p.add_argument(f"--{name}", type=float, default=1.0, help=f"exponent {name} (default 1)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    opt.add_json(p)
     p.set_defaults(func=_cmd_qnr)
 
     r = subparsers.add_parser(
@@ -119,7 +113,7 @@ def register(subparsers) -> None:
     r.add_argument("--clip-bits", type=int, default=None,
                    help="toolbox th_values: clip the fused image to [0, 2^L] first (e.g. 11)")
     r.add_argument("--block", type=int, default=32, help="Q / Q2n block size (default 32)")
-    r.add_argument("--sensor", default=None, help="sensor key (for the default data range)")
-    r.add_argument("--scale", type=float, default=None, help="full-scale DN (default data range)")
-    r.add_argument("--json", action="store_true", help="print one JSON object")
+    opt.add_sensor(r, "none (the data range then comes from the data type)")
+    opt.add_scale(r, "full-scale DN (the default data range)")
+    opt.add_json(r)
     r.set_defaults(func=_cmd_score_rr)

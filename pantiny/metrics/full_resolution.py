@@ -46,6 +46,7 @@ Numbers are only comparable within one variant. See ``docs/metrics.md``.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -54,11 +55,11 @@ import numpy as np
 
 from ..normalize import resolve_scale
 from ..sensors import Sensor, get_sensor, resolve_bands
-from .sources import Input, RowSource, ScoredSource, TiffSource, open_source, select_bands
+from .sources import Input, RowSource, ScoredSource, is_file, open_source, select_bands
 from .streaming import STRIP_VALUES, QSums, sliding_sums, toolbox_sums, upsampler
+from ..errors import InputError
 
-VARIANTS = ("toolbox", "orig_paper", "pantiny")
-UPSAMPLERS = ("interp23tap", "bicubic")
+from ..choices import QNR_UPSAMPLERS as UPSAMPLERS, QNR_VARIANTS as VARIANTS  # noqa: E402  (re-exported)
 #: Rows read beyond a strip to fill nodata consistently (>= the reach of every filter, PAN pixels).
 _FILL_MARGIN_PAN = 64
 
@@ -130,7 +131,7 @@ class _Prepared:
 
 def _check_int(name: str, v: object, lo: int) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
     return int(v)
 
 
@@ -144,35 +145,35 @@ def _check_grids(f: RowSource, m: RowSource, p: Optional[RowSource], ratio: int)
     or, without a PAN, fused and MS nested like PAN and MS."""
     from ..io import check_pair
 
-    if isinstance(p, TiffSource) and isinstance(m, TiffSource):
+    if is_file(p) and is_file(m):
         check_pair(p.info, m.info, ratio)
-    if not isinstance(f, TiffSource):
+    if not is_file(f):
         return
     fi = f.info
-    if isinstance(p, TiffSource):
+    if is_file(p):
         pi = p.info
         if (fi.crs is None) != (pi.crs is None) or (fi.crs is not None and fi.crs != pi.crs):
-            raise ValueError(f"the fused image must be on the PAN grid: its CRS is {fi.crs or 'unset'}, "
+            raise InputError(f"the fused image must be on the PAN grid: its CRS is {fi.crs or 'unset'}, "
                              f"the PAN's {pi.crs or 'unset'}")
         if (fi.height, fi.width) != (pi.height, pi.width):
-            raise ValueError(f"the fused image must be on the PAN grid: it is {fi.height}x{fi.width}, "
+            raise InputError(f"the fused image must be on the PAN grid: it is {fi.height}x{fi.width}, "
                              f"the PAN {pi.height}x{pi.width}")
         if not _same_transform(fi.transform, pi.transform, 1e-6 * max(abs(pi.transform.a), abs(pi.transform.e))):
-            raise ValueError(f"the fused image must be on the PAN grid: its geotransform {tuple(fi.transform)[:6]} "
+            raise InputError(f"the fused image must be on the PAN grid: its geotransform {tuple(fi.transform)[:6]} "
                              f"differs from the PAN's {tuple(pi.transform)[:6]}")
-    elif isinstance(m, TiffSource):
+    elif is_file(m):
         try:  # the fused image plays the PAN's part: same CRS/extent, pixel size = MS / ratio
             check_pair(replace(fi, count=1), m.info, ratio)
         except ValueError as e:
             msg = str(e).replace("PAN", "fused image")
-            raise ValueError(f"the fused image must be on the PAN grid of the MS: {msg}") from None
+            raise InputError(f"the fused image must be on the PAN grid of the MS: {msg}") from None
 
 
 def _nodata_of(src: RowSource, nodata: Optional[float]) -> Optional[float]:
     """``nodata`` when given, else the GeoTIFF's nodata value (arrays: none)."""
     if nodata is not None:
         return float(nodata)
-    return src.info.nodata if isinstance(src, TiffSource) else None
+    return src.info.nodata if is_file(src) else None
 
 
 def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: int, block: int,
@@ -187,17 +188,17 @@ def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: in
     (cf, hh, ww), (cm, h, w) = f.shape, m.shape
     if p is not None:
         if p.shape[0] != 1:
-            raise ValueError(f"PAN must have 1 band, got {p.shape[0]} (shape {p.shape})")
+            raise InputError(f"PAN must have 1 band, got {p.shape[0]} (shape {p.shape})")
         if (hh, ww) != p.shape[1:]:
-            raise ValueError(f"fused image is {hh}x{ww} but PAN is {p.shape[1]}x{p.shape[2]}: "
+            raise InputError(f"fused image is {hh}x{ww} but PAN is {p.shape[1]}x{p.shape[2]}: "
                              "the fused image must be on the PAN grid")
     if (h * ratio, w * ratio) != (hh, ww):
-        raise ValueError(f"MS is {h}x{w} and the fused image is {hh}x{ww}: with ratio {ratio} the MS "
+        raise InputError(f"MS is {h}x{w} and the fused image is {hh}x{ww}: with ratio {ratio} the MS "
                          f"must be {hh / ratio:g}x{ww / ratio:g} (PAN size = ratio x MS size)")
     if min(hh, ww) < block:
-        raise ValueError(f"PAN grid {hh}x{ww} is smaller than one {block}x{block} block")
+        raise InputError(f"PAN grid {hh}x{ww} is smaller than one {block}x{block} block")
     _check_grids(f, m, p, ratio)
-    if sensor is None and isinstance(m, TiffSource) and m.tags.get("SENSOR"):
+    if sensor is None and is_file(m) and m.tags.get("SENSOR"):
         try:
             sensor = get_sensor(m.tags["SENSOR"])
         except ValueError:
@@ -206,22 +207,22 @@ def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: in
         idx = tuple(range(cm))
         s = get_sensor(sensor) if sensor is not None else None
         if s is not None and s.n_bands != cm:
-            raise ValueError(f"MS has {cm} bands but sensor {s.name!r} has {s.n_bands} ({', '.join(s.bands)})")
+            raise InputError(f"MS has {cm} bands but sensor {s.name!r} has {s.n_bands} ({', '.join(s.bands)})")
     elif cf == 4:
         # fused = the model's 4 bands, returned in the MS's ascending band order (as pansharpen does)
         s, model = resolve_bands(cm, sensor, bands)
         idx = tuple(sorted(model))
     else:
-        raise ValueError(f"fused image has {cf} bands but MS has {cm}: expected the same bands, "
+        raise InputError(f"fused image has {cf} bands but MS has {cm}: expected the same bands, "
                          "or 4 fused bands (the model's R,G,B,NIR) out of a larger MS")
     if cf < 2:
-        raise ValueError(f"D_lambda needs at least 2 bands, the fused image has {cf}")
+        raise InputError(f"D_lambda needs at least 2 bands, the fused image has {cf}")
     if idx != tuple(range(cm)):
         m = select_bands(m, idx)
     sc = resolve_scale(m.dtype, s, scale)
     if nodata is not None and (isinstance(nodata, bool)
                                or not isinstance(nodata, (int, float, np.integer, np.floating))):
-        raise ValueError(f"nodata must be a number, got {nodata!r}")
+        raise InputError(f"nodata must be a number, got {nodata!r}")
     clip = None
     if clip_bits is not None:
         clip = (0.0, float(2 ** _check_int("clip_bits", clip_bits, 1)))
@@ -262,7 +263,7 @@ def _check_units(prep: _Prepared, why: str) -> None:
         return
     if mm == 0 and mf == 0:
         return
-    raise ValueError(f"the fused image (mean {mf:.4g}) and the MS (mean {mm:.4g}) do not look like the "
+    raise InputError(f"the fused image (mean {mf:.4g}) and the MS (mean {mm:.4g}) do not look like the "
                      f"same units; {why} compares them directly: give the fused image in the MS's "
                      "digital numbers (or both as reflectance)")
 
@@ -286,10 +287,10 @@ def _check_some_valid(sums: QSums, block: int, variant: str) -> None:
     what = "sliding window position" if variant == "pantiny" else "block"
     if full:
         names = full[0] if len(full) == 1 else ", ".join(full[:-1]) + " and " + full[-1]
-        raise ValueError(f"the {names} {'is' if len(full) == 1 else 'are'} entirely nodata (every pixel "
+        raise InputError(f"the {names} {'is' if len(full) == 1 else 'are'} entirely nodata (every pixel "
                          "equals the nodata value): there is nothing to score")
     share = ", ".join(f"{_NAMES[k]} {100.0 * n / max(1, sums.seen_px[k]):.1f}%" for k, n in sums.nodata_px.items())
-    raise ValueError(f"no valid {block}x{block} {what}: every one holds a nodata pixel (nodata pixels: {share}); "
+    raise InputError(f"no valid {block}x{block} {what}: every one holds a nodata pixel (nodata pixels: {share}); "
                      "score a larger area or a smaller block")
 
 
@@ -309,7 +310,7 @@ def _check_exponents(**kw: float) -> None:
     for k, v in kw.items():
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(v) or v <= 0:
-            raise ValueError(f"{k} must be a positive number, got {v!r}")
+            raise InputError(f"{k} must be a positive number, got {v!r}")
 
 
 def _score(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: int, variant: str,
@@ -318,20 +319,20 @@ def _score(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: int,
            strip_values: int, spectral: bool = True, spatial: bool = True,
            nodata: Optional[float] = None, clip_bits: Optional[int] = None) -> QNRResult:
     if variant not in VARIANTS:
-        raise ValueError(f"unknown QNR variant {variant!r}; use one of {', '.join(VARIANTS)}")
+        raise InputError(f"unknown QNR variant {variant!r}; use one of {', '.join(VARIANTS)}")
     if upsample not in UPSAMPLERS:
-        raise ValueError(f"unknown upsampling {upsample!r}; use one of {', '.join(UPSAMPLERS)}")
+        raise InputError(f"unknown upsampling {upsample!r}; use one of {', '.join(UPSAMPLERS)}")
     _check_exponents(p=p, q=q, alpha=alpha, beta=beta)
     strip_values = _check_int("strip_values", strip_values, 1)
     if (variant == "toolbox" or hqnr) and upsample == "interp23tap" and isinstance(ratio, (int, np.integer)) \
             and ratio >= 1 and ratio & (ratio - 1):
-        raise ValueError(f"interp23tap needs a power-of-2 ratio, got {ratio}; pass upsample='bicubic'")
+        raise InputError(f"interp23tap needs a power-of-2 ratio, got {ratio}; pass upsample='bicubic'")
     if hqnr and variant == "pantiny":
-        raise ValueError("HQNR is defined by the toolbox only: use variant='toolbox' (or 'orig_paper') "
+        raise InputError("HQNR is defined by the toolbox only: use variant='toolbox' (or 'orig_paper') "
                          "with hqnr=True")
     if variant == "orig_paper" and isinstance(ratio, (int, np.integer)) and isinstance(block, (int, np.integer)) \
             and ratio >= 1 and block % ratio:
-        raise ValueError(f"variant 'orig_paper' scores the MS on block/ratio blocks: block {block} must be a "
+        raise InputError(f"variant 'orig_paper' scores the MS on block/ratio blocks: block {block} must be a "
                          f"multiple of the ratio {ratio}")
     prep = _prepare(fused, ms, pan, sensor=sensor, ratio=ratio, block=block, bands=bands, scale=scale,
                     nodata=nodata, clip_bits=clip_bits, variant=variant, upsample=upsample)
@@ -374,7 +375,26 @@ def _score(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: int,
     return QNRResult(d_lambda, d_s, value, variant, block, h, float(d_lambda_k), **counts)
 
 
-def qnr(fused: Input, ms: Input, pan: Input, *, sensor: "str | Sensor | None" = None, ratio: int = 4,
+def _band_count(x: Input) -> int:
+    if isinstance(x, (str, os.PathLike)):
+        from ..io import raster_info
+
+        return raster_info(x).count
+    shape = tuple(getattr(x, "shape", ()))
+    return 1 if len(shape) == 2 else (shape[0] if shape else 0)
+
+
+def _pan_ms_fused(a: Input, ms: Input, c: Input, who: str) -> Tuple[Input, Input, Input]:
+    """``(pan, ms, fused)`` from a call in the documented order ``(pan, ms, fused)``, or in the
+    deprecated order ``(fused, ms, pan)`` (recognised by the 1-band PAN in third place)."""
+    if _band_count(a) > 1 and _band_count(c) == 1:
+        warnings.warn(f"{who}(fused, ms, pan) is deprecated: call {who}(pan, ms, fused), the order of "
+                      "pansharpen(pan, ms) and of the command line", FutureWarning, stacklevel=3)
+        return c, ms, a
+    return a, ms, c
+
+
+def qnr(pan: Input, ms: Input, fused: Input, *, sensor: "str | Sensor | None" = None, ratio: int = 4,
         variant: str = "toolbox", hqnr: bool = False, block: int = 32, p: float = 1, q: float = 1,
         alpha: float = 1, beta: float = 1, scale: Optional[float] = None,
         bands: Optional[Sequence[int]] = None, upsample: str = "interp23tap",
@@ -382,14 +402,18 @@ def qnr(fused: Input, ms: Input, pan: Input, *, sensor: "str | Sensor | None" = 
         clip_bits: Optional[int] = None) -> QNRResult:
     """No-reference quality (D_lambda, D_s, QNR and optionally HQNR) of a pan-sharpened image.
 
+    The arguments come in the order of ``pansharpen(pan, ms)`` and of ``pantiny qnr PAN MS FUSED``.
+    The former order ``qnr(fused, ms, pan)`` still works (recognised by the 1-band PAN last) with a
+    ``FutureWarning``.
+
     Args:
-        fused: (C,H,W) fused image on the PAN grid: numpy array, torch tensor or GeoTIFF path.
+        pan: (H,W) or (1,H,W) PAN: numpy array, torch tensor or GeoTIFF path.
+        fused: (C,H,W) fused image on the PAN grid (same kinds of input).
             Same units as the MS (digital numbers) for HQNR and the pantiny variant; plain QNR
             is insensitive to a gain between the two.
         ms: (Cm,H/r,W/r) original MS (same kinds of input). ``C == Cm``, or ``C == 4`` out of a
             larger MS: then the MS bands ``sorted(model_bands)`` of the sensor (or of ``bands``)
             are compared, in ascending band order, which is how ``pansharpen`` returns them.
-        pan: (H,W) or (1,H,W) PAN (same kinds of input).
         sensor: sensor name (MTF gains for HQNR, value scale for the pantiny variant, band map);
             read from the MS GeoTIFF's ``SENSOR`` tag when not given.
         ratio: PAN/MS resolution ratio (H = ratio x MS height exactly).
@@ -424,7 +448,24 @@ def qnr(fused: Input, ms: Input, pan: Input, *, sensor: "str | Sensor | None" = 
             values that are not nodata, unknown variant or sensor, non-positive exponents, fused
             and MS in clearly different units (HQNR and the pantiny variant), images smaller than
             one window, an image that is entirely nodata or leaves no window without nodata.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import expand_ms, qnr
+        >>> rng = np.random.default_rng(0)
+        >>> ms = rng.integers(200, 1800, (4, 16, 16)).astype(np.uint16)   # (C,h,w) 11-bit DN
+        >>> pan = rng.integers(200, 1800, (1, 64, 64)).astype(np.uint16)  # (1,H,W), H = 4 h
+        >>> r = qnr(pan=pan, ms=ms, fused=expand_ms(ms), sensor="ikonos")  # score the upsampled MS
+        >>> r.d_lambda  # the toolbox's own reference: no spectral distortion by construction
+        0.0
+        >>> 0.0 < r.d_s < 1.0 and r.qnr == (1.0 - r.d_lambda) * (1.0 - r.d_s)
+        True
+        >>> r.blocks_scored, r.variant  # 2 x 2 distinct 32 x 32 blocks
+        (4, 'toolbox')
+        >>> sorted(qnr(pan=pan, ms=ms, fused=expand_ms(ms), sensor="ikonos", hqnr=True).as_dict())[:3]
+        ['D_lambda', 'D_lambda_K', 'D_s']
     """
+    pan, ms, fused = _pan_ms_fused(pan, ms, fused, "qnr")
     return _score(fused, ms, pan, sensor=sensor, ratio=ratio, variant=variant, hqnr=hqnr, block=block,
                   p=p, q=q, alpha=alpha, beta=beta, scale=scale, bands=bands, upsample=upsample,
                   strip_values=strip_values, nodata=nodata, clip_bits=clip_bits)
@@ -435,18 +476,37 @@ def d_lambda(fused: Input, ms: Input, *, sensor: "str | Sensor | None" = None, r
              bands: Optional[Sequence[int]] = None, upsample: str = "interp23tap",
              strip_values: int = STRIP_VALUES, nodata: Optional[float] = None,
              clip_bits: Optional[int] = None) -> float:
-    """Spectral distortion D_lambda (no PAN needed); arguments and definitions as :func:`qnr`."""
+    """Spectral distortion D_lambda (no PAN needed); arguments and definitions as :func:`qnr`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import d_lambda, expand_ms
+        >>> ms = np.random.default_rng(0).integers(200, 1800, (4, 16, 16)).astype(np.uint16)
+        >>> d_lambda(fused=expand_ms(ms), ms=ms)
+        0.0
+    """
     return _score(fused, ms, None, sensor=sensor, ratio=ratio, variant=variant, hqnr=False, block=block,
                   p=p, q=1, alpha=1, beta=1, scale=scale, bands=bands, upsample=upsample,
                   strip_values=strip_values, spatial=False, nodata=nodata, clip_bits=clip_bits).d_lambda
 
 
-def d_s(fused: Input, ms: Input, pan: Input, *, sensor: "str | Sensor | None" = None, ratio: int = 4,
+def d_s(pan: Input, ms: Input, fused: Input, *, sensor: "str | Sensor | None" = None, ratio: int = 4,
         variant: str = "toolbox", block: int = 32, q: float = 1, scale: Optional[float] = None,
         bands: Optional[Sequence[int]] = None, upsample: str = "interp23tap",
         strip_values: int = STRIP_VALUES, nodata: Optional[float] = None,
         clip_bits: Optional[int] = None) -> float:
-    """Spatial distortion D_s; arguments and definitions as :func:`qnr`."""
+    """Spatial distortion D_s; arguments (order ``pan, ms, fused``) and definitions as :func:`qnr`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import d_s, expand_ms
+        >>> rng = np.random.default_rng(0)
+        >>> ms = rng.integers(200, 1800, (4, 16, 16)).astype(np.uint16)
+        >>> pan = rng.integers(200, 1800, (1, 64, 64)).astype(np.uint16)
+        >>> 0.0 <= d_s(pan=pan, ms=ms, fused=expand_ms(ms)) <= 1.0
+        True
+    """
+    pan, ms, fused = _pan_ms_fused(pan, ms, fused, "d_s")
     return _score(fused, ms, pan, sensor=sensor, ratio=ratio, variant=variant, hqnr=False, block=block,
                   p=1, q=q, alpha=1, beta=1, scale=scale, bands=bands, upsample=upsample,
                   strip_values=strip_values, spectral=False, nodata=nodata, clip_bits=clip_bits).d_s
@@ -470,12 +530,22 @@ def expand_ms(ms: Input, ratio: int = 4, upsample: str = "interp23tap") -> np.nd
 
     This is the toolbox's ``I_MS`` / "EXP" image (``interp23tap`` by default, circular borders).
     Scoring it as the fused image gives D_lambda = 0 exactly (toolbox variant, same ``upsample``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import expand_ms
+        >>> ms = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+        >>> exp = expand_ms(ms)
+        >>> exp.shape, exp.dtype
+        ((4, 32, 32), dtype('float64'))
+        >>> np.array_equal(exp[:, 2::4, 2::4], ms)  # MS pixel j lands on PAN pixel 4 j + 2
+        True
     """
     if upsample not in UPSAMPLERS:
-        raise ValueError(f"unknown upsampling {upsample!r}; use one of {', '.join(UPSAMPLERS)}")
+        raise InputError(f"unknown upsampling {upsample!r}; use one of {', '.join(UPSAMPLERS)}")
     ratio = _check_int("ratio", ratio, 1)
     if upsample == "interp23tap" and ratio & (ratio - 1):
-        raise ValueError(f"interp23tap needs a power-of-2 ratio, got {ratio}; pass upsample='bicubic'")
+        raise InputError(f"interp23tap needs a power-of-2 ratio, got {ratio}; pass upsample='bicubic'")
     src = open_source(ms, "MS")
     x = src.rows(0, src.shape[1])
     return upsampler(upsample, ratio)(x[None])[0].numpy()

@@ -33,6 +33,7 @@ from typing import Tuple, Union
 
 import numpy as np
 import torch
+from ..errors import InputError
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 _EPS = float(np.finfo(np.float64).eps)
@@ -132,20 +133,28 @@ def q2n_index(ref: ArrayLike, fused: ArrayLike, block: int = 32, shift: int = 32
     (``shift == block``: distinct blocks, the toolbox default). 1 for identical images.
     ``as_uint16`` rounds and clips both images as the toolbox's ``uint16`` cast (meant for DN data;
     leave False for reflectance-like floats, which the cast would destroy).
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import q2n_index
+        >>> ref = np.random.default_rng(0).uniform(0, 1, (4, 64, 64))  # (C,H,W)
+        >>> value, qmap = q2n_index(ref, ref)
+        >>> value, tuple(qmap.shape)  # identical images, 2 x 2 blocks of 32
+        (1.0, (2, 2))
     """
     r = torch.as_tensor(np.asarray(ref) if isinstance(ref, np.ndarray) else ref).to(torch.float64)
     f = torch.as_tensor(np.asarray(fused) if isinstance(fused, np.ndarray) else fused).to(torch.float64)
     if r.shape != f.shape or r.ndim != 3:
-        raise ValueError(f"q2n needs two (C,H,W) images of the same shape, got {tuple(r.shape)} and {tuple(f.shape)}")
+        raise InputError(f"q2n needs two (C,H,W) images of the same shape, got {tuple(r.shape)} and {tuple(f.shape)}")
     if block < 2 or shift < 1:
-        raise ValueError(f"q2n needs block >= 2 and shift >= 1, got block={block}, shift={shift}")
+        raise InputError(f"q2n needs block >= 2 and shift >= 1, got block={block}, shift={shift}")
     h, w = r.shape[-2:]
     sy, sx = math.ceil(h / shift), math.ceil(w / shift)
     ph, pw = max(0, (sy - 1) * shift + block - h), max(0, (sx - 1) * shift + block - w)
     if ph > h or pw > w:
-        raise ValueError(f"image {h}x{w} is too small for {block}x{block} Q2n windows")
+        raise InputError(f"image {h}x{w} is too small for {block}x{block} Q2n windows")
     if not (torch.isfinite(r).all() and torch.isfinite(f).all()):
-        raise ValueError("q2n inputs contain NaN or infinite values")
+        raise InputError("q2n inputs contain NaN or infinite values")
     r, f = _mirror_pad(r, ph, pw), _mirror_pad(f, ph, pw)
     # (C, sy, sx, block, block) windows -> (K, C, block*block)
     rw = r.unfold(1, block, shift).unfold(2, block, shift)[:, :sy, :sx]

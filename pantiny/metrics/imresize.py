@@ -22,6 +22,7 @@ from typing import Tuple
 
 import numpy as np
 import torch
+from ..errors import InputError
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -81,9 +82,9 @@ def imresize_down(x: torch.Tensor, ratio: int) -> torch.Tensor:
     ``H`` and ``W`` must be multiples of ``ratio``. Computed in ``x``'s floating dtype (use float64).
     """
     if x.ndim != 3:
-        raise ValueError(f"imresize_down expects (C,H,W), got shape {tuple(x.shape)}")
+        raise InputError(f"imresize_down expects (C,H,W), got shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
     if h % ratio or w % ratio:
-        raise ValueError(f"image {h}x{w} is not a multiple of the ratio {ratio}")
+        raise InputError(f"image {h}x{w} is not a multiple of the ratio {ratio}")
     idx, wt = reduce_taps(h, ratio, np.arange(h // ratio))
     return reduce_cols(reduce_rows(x, idx, wt), ratio)

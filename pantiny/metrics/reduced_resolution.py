@@ -51,6 +51,7 @@ from .full_resolution import DegenerateInputWarning
 from .hypercomplex import q2n_index
 from .sources import Input, open_source
 from .uiqi import q_sliding
+from ..errors import InputError
 
 Crop = Union[int, Tuple[int, int], str]
 #: The toolbox's reduced-resolution border cut (``dim_cut = 21``): 20 pixels before, 21 after.
@@ -67,20 +68,20 @@ def _pair(fused: Input, reference: Input, crop: Crop = 0) -> Tuple[torch.Tensor,
     f, _ = _load(fused, "fused image")
     g, _ = _load(reference, "reference")
     if f.shape != g.shape:
-        raise ValueError(f"fused and reference must both be (C,H,W) of the same shape, "
+        raise InputError(f"fused and reference must both be (C,H,W) of the same shape, "
                          f"got {tuple(f.shape)} and {tuple(g.shape)}")
     if isinstance(crop, str):
         if crop != "toolbox":
-            raise ValueError(f"crop must be an int, a (before, after) pair or 'toolbox', got {crop!r}")
+            raise InputError(f"crop must be an int, a (before, after) pair or 'toolbox', got {crop!r}")
         crop = TOOLBOX_CROP
     if isinstance(crop, (int, np.integer)) and not isinstance(crop, bool):
         before, after = int(crop), int(crop)
     elif isinstance(crop, (tuple, list)) and len(crop) == 2:
         before, after = int(crop[0]), int(crop[1])
     else:
-        raise ValueError(f"crop must be an int, a (before, after) pair or 'toolbox', got {crop!r}")
+        raise InputError(f"crop must be an int, a (before, after) pair or 'toolbox', got {crop!r}")
     if before < 0 or after < 0 or before + after >= min(f.shape[-2:]):
-        raise ValueError(f"crop {crop} is negative or leaves nothing of a {f.shape[-2]}x{f.shape[-1]} image")
+        raise InputError(f"crop {crop} is negative or leaves nothing of a {f.shape[-2]}x{f.shape[-1]} image")
     if before or after:
         f = f[..., before: f.shape[-2] - after, before: f.shape[-1] - after]
         g = g[..., before: g.shape[-2] - after, before: g.shape[-1] - after]
@@ -90,12 +91,22 @@ def _pair(fused: Input, reference: Input, crop: Crop = 0) -> Tuple[torch.Tensor,
 def _positive(name: str, v: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
             or not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive number, got {v!r}")
+        raise InputError(f"{name} must be a positive number, got {v!r}")
     return float(v)
 
 
 def psnr(fused: Input, reference: Input, data_range: float, crop: Crop = 0) -> float:
-    """PSNR in dB over all bands and pixels, peak ``data_range``; ``inf`` for identical images."""
+    """PSNR in dB over all bands and pixels, peak ``data_range``; ``inf`` for identical images.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import psnr
+        >>> ref = np.full((4, 32, 32), 1000.0)  # (C,H,W) 11-bit DN
+        >>> round(psnr(ref + 10, ref, data_range=2047), 2)  # RMSE 10 DN
+        46.22
+        >>> psnr(ref, ref, data_range=2047)
+        inf
+    """
     r = _positive("data_range", data_range)
     f, g = _pair(fused, reference, crop)
     mse = float(((f - g) ** 2).mean())
@@ -114,11 +125,21 @@ def ssim(fused: Input, reference: Input, data_range: float, crop: Crop = 0) -> f
 
     ``data_range`` is the peak value R of the data (C1 = (0.01 R)^2, C2 = (0.03 R)^2). Unit-less,
     1 for identical images.
+
+    Examples:
+        >>> from pantiny.metrics import ssim
+        >>> import numpy as np
+        >>> ref = np.full((4, 32, 32), 100.0)  # (C,H,W) reference: two flat halves
+        >>> ref[:, :, 16:] = 200.0
+        >>> ssim(ref, ref, data_range=2047)
+        1.0
+        >>> round(ssim(ref + 10, ref, data_range=2047), 4)
+        0.9973
     """
     r = _positive("data_range", data_range)
     f, g = _pair(fused, reference, crop)
     if min(f.shape[-2:]) < 11:
-        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {f.shape[-2]}x{f.shape[-1]}")
+        raise InputError(f"SSIM needs images of at least 11x11 pixels, got {f.shape[-2]}x{f.shape[-1]}")
     w = _gaussian().view(1, 1, 11, 11)
     x, y = f[:, None], g[:, None]  # bands as batch
     mu_x, mu_y = F.conv2d(x, w), F.conv2d(y, w)
@@ -131,7 +152,18 @@ def ssim(fused: Input, reference: Input, data_range: float, crop: Crop = 0) -> f
 
 
 def sam(fused: Input, reference: Input, degrees: bool = False, crop: Crop = 0) -> float:
-    """Mean spectral angle, **radians** unless ``degrees=True``. Zero-norm pixels are left out."""
+    """Mean spectral angle, **radians** unless ``degrees=True``. Zero-norm pixels are left out.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import sam
+        >>> a, b = np.zeros((2, 4, 4)), np.zeros((2, 4, 4))
+        >>> a[0], b[1] = 1.0, 1.0  # orthogonal spectra at every pixel
+        >>> round(sam(a, b, degrees=True), 6), round(sam(a, b), 6)
+        (90.0, 1.570796)
+        >>> sam(3 * a, a)  # a gain does not change the angle
+        0.0
+    """
     f, g = _pair(fused, reference, crop)
     dot = (f * g).sum(0)
     nrm = torch.sqrt((f * f).sum(0) * (g * g).sum(0))
@@ -143,19 +175,38 @@ def sam(fused: Input, reference: Input, degrees: bool = False, crop: Crop = 0) -
 
 
 def ergas(fused: Input, reference: Input, ratio: float = 4, crop: Crop = 0) -> float:
-    """ERGAS = 100/ratio * sqrt(mean_c MSE_c / mean(ref_c)^2); 0 for identical images."""
+    """ERGAS = 100/ratio * sqrt(mean_c MSE_c / mean(ref_c)^2); 0 for identical images.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import ergas
+        >>> ref = np.full((4, 32, 32), 100.0)
+        >>> round(ergas(ref + 10, ref), 6)  # 100/4 * sqrt(10^2 / 100^2)
+        2.5
+        >>> ergas(ref, ref)
+        0.0
+    """
     ratio = _positive("ratio", ratio)
     f, g = _pair(fused, reference, crop)
     mse = ((f - g) ** 2).mean((-2, -1))
     mu2 = g.mean((-2, -1)) ** 2
     if bool((mu2 == 0).any()):
         bad = [int(i) for i in torch.nonzero(mu2 == 0).flatten()]
-        raise ValueError(f"ERGAS is undefined for reference bands with zero mean (bands {bad})")
+        raise InputError(f"ERGAS is undefined for reference bands with zero mean (bands {bad})")
     return float(100.0 / ratio * torch.sqrt((mse / mu2).mean()))
 
 
 def cc(fused: Input, reference: Input, crop: Crop = 0) -> float:
-    """Mean over bands of the Pearson correlation (1 for a constant, identical band pair)."""
+    """Mean over bands of the Pearson correlation (1 for a constant, identical band pair).
+
+    Examples:
+        >>> from pantiny.metrics import cc
+        >>> import numpy as np
+        >>> ref = np.full((4, 32, 32), 100.0)  # (C,H,W) reference: two flat halves
+        >>> ref[:, :, 16:] = 200.0
+        >>> cc(2 * ref + 5, ref)  # invariant to gain and offset
+        1.0
+    """
     f, g = _pair(fused, reference, crop)
     fc = f - f.mean((-2, -1), keepdim=True)
     gc = g - g.mean((-2, -1), keepdim=True)
@@ -183,10 +234,19 @@ def scc(fused: Input, reference: Input, crop: Crop = 0) -> float:
     """Spatial correlation coefficient (toolbox ``SCC.m``; Vivone et al. 2015/2020): correlation of
     the Sobel gradient magnitudes over all bands and pixels (not centred). Unit-less, 1 when the
     gradient magnitudes are proportional; NaN with a ``DegenerateInputWarning`` when either image
-    has no gradient (0/0 in the toolbox). Images of at least 3x3 pixels (after ``crop``)."""
+    has no gradient (0/0 in the toolbox). Images of at least 3x3 pixels (after ``crop``).
+
+    Examples:
+        >>> from pantiny.metrics import scc
+        >>> import numpy as np
+        >>> ref = np.full((4, 32, 32), 100.0)  # (C,H,W) reference: two flat halves
+        >>> ref[:, :, 16:] = 200.0
+        >>> round(scc(2 * ref, ref), 12)  # proportional gradient magnitudes
+        1.0
+    """
     f, g = _pair(fused, reference, crop)
     if min(f.shape[-2:]) < 3:
-        raise ValueError(f"SCC needs images of at least 3x3 pixels, got {f.shape[-2]}x{f.shape[-1]}")
+        raise InputError(f"SCC needs images of at least 3x3 pixels, got {f.shape[-2]}x{f.shape[-1]}")
     a, b = _sobel_magnitude(f), _sobel_magnitude(g)
     na, nb = float((a * a).sum()), float((b * b).sum())
     if na == 0 or nb == 0:
@@ -204,6 +264,16 @@ def q2n(fused: Input, reference: Input, block: int = 32, shift: Optional[int] = 
 
     ``as_uint16`` (default: True iff the reference has an integer dtype) applies the toolbox's
     ``uint16`` cast (round, clip to 0..65535) to both images first.
+
+    Examples:
+        >>> from pantiny.metrics import q2n
+        >>> import numpy as np
+        >>> ref = np.full((4, 32, 32), 100.0)  # (C,H,W) reference: two flat halves
+        >>> ref[:, :, 16:] = 200.0
+        >>> q2n(ref, ref)  # Q4 of 4 bands, 32 x 32 blocks
+        1.0
+        >>> round(q2n(ref + 10, ref), 4)
+        0.9836
     """
     if as_uint16 is None:
         as_uint16 = open_source(reference, "reference").dtype.kind in "ui"
@@ -212,7 +282,16 @@ def q2n(fused: Input, reference: Input, block: int = 32, shift: Optional[int] = 
 
 
 def q_avg(fused: Input, reference: Input, block: int = 32, crop: Crop = 0) -> float:
-    """Toolbox ``Q.m``: mean over bands of the sliding-window (``block``) UIQI of fused vs reference."""
+    """Toolbox ``Q.m``: mean over bands of the sliding-window (``block``) UIQI of fused vs reference.
+
+    Examples:
+        >>> from pantiny.metrics import q_avg
+        >>> import numpy as np
+        >>> ref = np.full((4, 32, 32), 100.0)  # (C,H,W) reference: two flat halves
+        >>> ref[:, :, 16:] = 200.0
+        >>> q_avg(ref, ref)
+        1.0
+    """
     f, g = _pair(fused, reference, crop)
     return float(q_sliding(g, f, block).mean((-2, -1)).mean())
 
@@ -227,6 +306,17 @@ def reduced_resolution(fused: Input, reference: Input, *, ratio: int = 4, data_r
     the sensor's maximum, else from the reference's dtype: 255 for uint8, 2047 for (u)int16 i.e.
     11-bit, 1.0 for floats). ``crop="toolbox"`` = the toolbox's (20, 21) cut; ``clip_bits=L`` = the
     toolbox's ``th_values`` option (fused image clipped to [0, 2^L] first, e.g. L = 11).
+
+    Examples:
+        >>> from pantiny.metrics import reduced_resolution
+        >>> import numpy as np
+        >>> ref = np.full((4, 32, 32), 100.0)  # (C,H,W) reference: two flat halves
+        >>> ref[:, :, 16:] = 200.0
+        >>> r = reduced_resolution(ref + 10, ref, sensor="wv3")  # data_range 2047 from the sensor
+        >>> sorted(r)
+        ['cc', 'ergas', 'psnr', 'q', 'q2n', 'sam', 'sam_deg', 'scc', 'ssim']
+        >>> round(r["psnr"], 2), round(r["ergas"], 4), r["sam"]
+        (46.22, 1.6667, 0.0)
     """
     g, dt = _load(reference, "reference")
     f, _ = _load(fused, "fused image")
@@ -235,7 +325,7 @@ def reduced_resolution(fused: Input, reference: Input, *, ratio: int = 4, data_r
     f, g = _pair(f, g, crop)
     if clip_bits is not None:
         if isinstance(clip_bits, bool) or not isinstance(clip_bits, (int, np.integer)) or clip_bits < 1:
-            raise ValueError(f"clip_bits must be an integer >= 1, got {clip_bits!r}")
+            raise InputError(f"clip_bits must be an integer >= 1, got {clip_bits!r}")
         f = f.clamp(0.0, float(2 ** int(clip_bits)))
     return {
         "psnr": psnr(f, g, data_range), "ssim": ssim(f, g, data_range),

@@ -15,6 +15,9 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from ..errors import InputError
+from ..readers import Raster, open_raster
+from ..windows import Window
 
 Input = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
 
@@ -33,7 +36,7 @@ class RowSource:
         """Rows ``[r0, r1)`` as a float64 tensor (C, r1-r0, W); ValueError on NaN/inf."""
         a = np.asarray(self._read(r0, r1), dtype=np.float64)
         if not np.isfinite(a).all():
-            raise ValueError(f"{self.name} contains NaN or infinite values (rows {r0}..{r1 - 1}); "
+            raise InputError(f"{self.name} contains NaN or infinite values (rows {r0}..{r1 - 1}); "
                              "mask or fill them before scoring")
         return torch.from_numpy(np.ascontiguousarray(a))
 
@@ -47,61 +50,41 @@ class RowSource:
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
-class ArraySource(RowSource):
-    def __init__(self, arr: np.ndarray, name: str, bands: Optional[Sequence[int]] = None) -> None:
-        if arr.ndim == 2:
-            arr = arr[None]
-        self.arr, self.name, self.dtype = arr, name, np.dtype(arr.dtype)
+class RasterSource(RowSource):
+    """Rows of a :class:`pantiny.readers.Raster` (array or file), optionally a band subset."""
+
+    def __init__(self, raster: Raster, bands: Optional[Sequence[int]] = None) -> None:
+        self.raster, self.name, self.dtype = raster, raster.name, raster.dtype
+        self.tags = raster.tags
+        self.info = getattr(raster, "info", None)  # georeferencing and nodata of files
         self.bands = list(bands) if bands is not None else None
-        c = len(self.bands) if self.bands is not None else arr.shape[0]
-        self.shape = (c, arr.shape[1], arr.shape[2])
+        c = len(self.bands) if self.bands is not None else raster.count
+        self.shape = (c, raster.shape[1], raster.shape[2])
 
     def _read(self, r0: int, r1: int) -> np.ndarray:
-        a = self.arr[:, r0:r1]
-        return a[self.bands] if self.bands is not None else a
+        return self.raster.read(Window(r0, 0, r1 - r0, self.shape[2]), bands=self.bands)
 
 
-class TiffSource(RowSource):
-    def __init__(self, path: "str | os.PathLike[str]", name: str, bands: Optional[Sequence[int]] = None) -> None:
-        from ..io import raster_info
-
-        info = raster_info(path)  # FileNotFoundError / ValueError with a clear message
-        self.path, self.name, self.dtype, self.tags = str(path), name, info.dtype, info.tags
-        self.info = info  # georeferencing and nodata, for the grid checks and masking
-        self.bands = list(bands) if bands is not None else None
-        c = len(self.bands) if self.bands is not None else info.count
-        self.shape = (c, info.height, info.width)
-
-    def _read(self, r0: int, r1: int) -> np.ndarray:
-        from ..io import read
-
-        return read(self.path, window=(r0, 0, r1 - r0, self.shape[2]), bands=self.bands)
+def is_file(src: RowSource) -> bool:
+    """True when ``src`` reads a raster file (it then has georeferencing and a nodata value)."""
+    return isinstance(src, RasterSource) and src.info is not None
 
 
 def open_source(x: Input, name: str) -> RowSource:
     """Wrap an array / tensor ((C,H,W), or (H,W) for PAN) or a GeoTIFF path as a :class:`RowSource`."""
-    if isinstance(x, (str, os.PathLike)):
-        return TiffSource(Path(x), name)
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype in (torch.bfloat16, torch.float16):
-            x = x.float()
-        x = x.numpy()
-    if not isinstance(x, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, a torch tensor or a GeoTIFF path, got {type(x).__name__}")
-    if x.ndim not in (2, 3):
-        raise ValueError(f"{name} must be (C,H,W) (or (H,W) for PAN), got shape {x.shape}")
-    if x.dtype.kind not in "uif":
-        raise ValueError(f"{name} has non-numeric dtype {x.dtype}")
-    return ArraySource(x, name)
+    if not isinstance(x, (str, os.PathLike)):
+        a = x.detach().cpu() if isinstance(x, torch.Tensor) else x
+        if isinstance(a, np.ndarray) and a.ndim not in (2, 3):
+            raise InputError(f"{name} must be (C,H,W) (or (H,W) for PAN), got shape {a.shape}")
+        if isinstance(a, np.ndarray) and a.dtype.kind not in "uif":
+            raise InputError(f"{name} has non-numeric dtype {a.dtype}")
+    return RasterSource(open_raster(x, name))
 
 
 def select_bands(src: RowSource, bands: Sequence[int]) -> RowSource:
     """The same source restricted to ``bands`` (0-based, in the given order)."""
-    if isinstance(src, ArraySource):
-        return ArraySource(src.arr, src.name, bands)
-    assert isinstance(src, TiffSource)
-    return TiffSource(src.path, src.name, bands)
+    assert isinstance(src, RasterSource)
+    return RasterSource(src.raster, bands)
 
 
 FILL_MODES = ("nearest", "wrap", "mirror")
@@ -134,7 +117,7 @@ def extend_index(x: np.ndarray, start: np.ndarray, n: np.ndarray, mode: str) -> 
         q = np.mod(q, 2 * n)
         q = np.where(q < n, q, 2 * n - 1 - q)
     else:
-        raise ValueError(f"unknown fill mode {mode!r}; use one of {', '.join(FILL_MODES)}")
+        raise InputError(f"unknown fill mode {mode!r}; use one of {', '.join(FILL_MODES)}")
     return start + q
 
 
@@ -159,7 +142,7 @@ class ScoredSource(RowSource):
     def __init__(self, src: RowSource, nodata: Optional[float] = None,
                  clip: Optional[Tuple[float, float]] = None, fill: str = "nearest", margin: int = 64) -> None:
         if fill not in FILL_MODES:
-            raise ValueError(f"unknown fill mode {fill!r}; use one of {', '.join(FILL_MODES)}")
+            raise InputError(f"unknown fill mode {fill!r}; use one of {', '.join(FILL_MODES)}")
         self.src, self.nodata, self.clip, self.fill, self.margin = src, nodata, clip, fill, int(margin)
         self.name, self.shape, self.dtype = src.name, src.shape, src.dtype
         self.tags = getattr(src, "tags", {})
@@ -180,7 +163,7 @@ class ScoredSource(RowSource):
             bad = (np.isnan(a) if math.isnan(nd) else (a == nd)).all(0)
             a = np.where(bad[None], 0.0, a)
         if not np.isfinite(a).all():
-            raise ValueError(f"{self.name} contains NaN or infinite values (rows {r0}..{r1 - 1}); "
+            raise InputError(f"{self.name} contains NaN or infinite values (rows {r0}..{r1 - 1}); "
                              "mask or fill them before scoring (or declare them as nodata)")
         if self.clip is not None:
             a = np.clip(a, self.clip[0], self.clip[1])

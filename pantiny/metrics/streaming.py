@@ -40,6 +40,7 @@ from .hypercomplex import q2n_windows
 from .imresize import reduce_cols, reduce_rows, reduce_taps
 from .sources import RowSource, ScoredSource
 from .uiqi import block_view, box_sums, q_block_sums, q_sliding_sums
+from ..errors import InputError
 
 _UP_MARGIN = 10  # MS rows; interp23tap reaches 8.25 MS rows at ratio 4, bicubic 2
 _MTF_MARGIN = (MTF_TAPS - 1) // 2
@@ -60,7 +61,7 @@ def upsampler(name: str, ratio: int) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda x: interp23tap(x, ratio)
     if name == "bicubic":
         return lambda x: upsample(x, ratio, "bicubic")
-    raise ValueError(f"unknown upsampling {name!r}; use 'interp23tap' (toolbox) or 'bicubic'")
+    raise InputError(f"unknown upsampling {name!r}; use 'interp23tap' (toolbox) or 'bicubic'")
 
 
 def _up_rows(rows_at: Callable[[np.ndarray], torch.Tensor], h: int, a: int, b: int, width: int,
@@ -326,7 +327,7 @@ def _sliding_pass(rows: Callable[[int, int], torch.Tensor], n_rows: int, width: 
     """
     tops = n_rows - block + 1
     if tops < 1 or width < block:
-        raise ValueError(f"image of {n_rows}x{width} pixels is smaller than the {block}x{block} window")
+        raise InputError(f"image of {n_rows}x{width} pixels is smaller than the {block}x{block} window")
     sp, sl = np.zeros(len(pairs)), np.zeros(len(with_last))
     step = strip_height(width, bands + 2, 1, strip_values)
     n_ok = 0
@@ -360,7 +361,7 @@ def sliding_sums(fused: RowSource, ms: RowSource, pan: Optional[RowSource], *, r
     c, hh, ww = fused.shape
     h, w = ms.shape[1:]
     if min(h, w) < block:
-        raise ValueError(f"the pantiny variant scores the MS at its own scale with a {block}x{block} window: "
+        raise InputError(f"the pantiny variant scores the MS at its own scale with a {block}x{block} window: "
                          f"the MS ({h}x{w}) must be at least {block}x{block} (PAN {block * ratio}x{block * ratio})")
     s = QSums.empty(c)
     pairs = s.pairs if spectral else []

@@ -29,6 +29,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from ..errors import InputError
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -58,11 +59,11 @@ def q_from_moments(mx: torch.Tensor, my: torch.Tensor, vx: torch.Tensor, vy: tor
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor, block: int) -> None:
     if x.shape != y.shape:
-        raise ValueError(f"Q needs two images of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise InputError(f"Q needs two images of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     if block < 2:
-        raise ValueError(f"block size must be >= 2, got {block}")
+        raise InputError(f"block size must be >= 2, got {block}")
     if x.shape[-2] < block or x.shape[-1] < block:
-        raise ValueError(f"image {tuple(x.shape[-2:])} is smaller than one {block}x{block} block")
+        raise InputError(f"image {tuple(x.shape[-2:])} is smaller than one {block}x{block} block")
 
 
 def block_view(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -78,6 +79,13 @@ def q_blocks(x: ArrayLike, y: ArrayLike, block: int = 32) -> torch.Tensor:
 
     This is the toolbox's ``blockproc(band, [S S], uqi)`` (D_lambda.m / D_s.m), edge blocks
     dropped (see module docstring).
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import q_blocks
+        >>> x = np.tile(np.arange(64.0), (64, 1))
+        >>> tuple(q_blocks(x, x).shape)  # 2 x 2 distinct 32 x 32 blocks
+        (2, 2)
     """
     x, y = _as64(x), _as64(y)
     _check_pair(x, y, block)
@@ -171,6 +179,13 @@ def q_sliding(x: ArrayLike, y: ArrayLike, block: int = 32) -> torch.Tensor:
 
     (..., H, W) x2 -> (..., H-S+1, W-S+1) float64. This is Wang's ``img_qi.m`` and wasaCheney
     ``_qindex`` (used by Pan-Mamba / PanTiny with S=32, and by the toolbox's RR ``Q.m``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import q_sliding
+        >>> x = np.tile(np.arange(64.0), (64, 1))
+        >>> tuple(q_sliding(x, x).shape)  # 64 - 32 + 1 positions per axis
+        (33, 33)
     """
     x, y = _as64(x), _as64(y)
     _check_pair(x, y, block)
@@ -178,9 +193,19 @@ def q_sliding(x: ArrayLike, y: ArrayLike, block: int = 32) -> torch.Tensor:
 
 
 def qindex(x: ArrayLike, y: ArrayLike, block: int = 32, mode: str = "blocks") -> float:
-    """Mean Q over windows and bands. ``x``, ``y``: (H,W) or (C,H,W); ``mode`` "blocks" | "sliding"."""
+    """Mean Q over windows and bands. ``x``, ``y``: (H,W) or (C,H,W); ``mode`` "blocks" | "sliding".
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.metrics import qindex
+        >>> x = np.tile(np.arange(64.0), (64, 1))  # (H,W) ramp
+        >>> qindex(x, x)
+        1.0
+        >>> round(qindex(x, x + 5, mode="sliding"), 4)  # a bias lowers the luminance term
+        0.986
+    """
     if mode == "blocks":
         return float(q_blocks(x, y, block).mean())
     if mode == "sliding":
         return float(q_sliding(x, y, block).mean())
-    raise ValueError(f"unknown Q mode {mode!r}; use 'blocks' or 'sliding'")
+    raise InputError(f"unknown Q mode {mode!r}; use 'blocks' or 'sliding'")

@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
     e.add_argument("checkpoint", help="checkpoint.pt of a run")
     e.add_argument("--name", required=True, help="manifest name, e.g. my-model")
     e.add_argument("--out", required=True, help="output .safetensors file")
-    e.add_argument("--manifest", default=None, help="weights_manifest.json to update (default: the package's)")
+    e.add_argument("--manifest", default=None, help="weights_manifest.json to update (default: one beside --out)")
     e.add_argument("--description", default="", help="free text stored in the manifest entry")
     e.add_argument("--json", action="store_true", help="print the manifest entry")
     e.set_defaults(func=_cmd_export)

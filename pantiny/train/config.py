@@ -71,6 +71,8 @@ except ImportError:  # pragma: no cover - Python 3.9 / 3.10
 from ..models import MODELS
 from .data import PAN_FILTERS, Source
 from .mixing import BALANCES
+from ..choices import DATA_KINDS, check
+from ..errors import ConfigError
 
 
 @dataclass
@@ -153,21 +155,21 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 def _build(cls: Any, table: Dict[str, Any], where: str) -> Any:
     if not isinstance(table, dict):
-        raise ValueError(f"[{where}] must be a table, got {type(table).__name__}")
+        raise ConfigError(f"[{where}] must be a table, got {type(table).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - known)
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [{where}]; known: {sorted(known)}")
+        raise ConfigError(f"unknown key(s) {unknown} in [{where}]; known: {sorted(known)}")
     for k, v in table.items():
         if not _type_ok(v, hints[k]):
-            raise ValueError(f"[{where}] {k} = {v!r} has the wrong type (expected {hints[k]})")
+            raise ConfigError(f"[{where}] {k} = {v!r} has the wrong type (expected {hints[k]})")
     table = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
     missing = [f.name for f in dataclasses.fields(cls)
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore
                and f.name not in table]
     if missing:
-        raise ValueError(f"[{where}] needs {', '.join(missing)}")
+        raise ConfigError(f"[{where}] needs {', '.join(missing)}")
     return cls(**table)
 
 
@@ -176,28 +178,28 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
     base = Path(base)
     unknown = sorted(set(d) - {"run", "optim", "loss", "data"})
     if unknown:
-        raise ValueError(f"unknown table(s) {unknown}; expected [run], [optim], [loss], [[data]]")
+        raise ConfigError(f"unknown table(s) {unknown}; expected [run], [optim], [loss], [[data]]")
     if "run" not in d or "steps" not in d["run"]:
-        raise ValueError("the config needs [run] steps = N")
+        raise ConfigError("the config needs [run] steps = N")
     run = _build(RunConfig, dict(d["run"]), "run")
     for name in ("steps", "batch", "patch", "checkpoint_every", "validate_every", "log_every"):
         if int(getattr(run, name)) < 1:
-            raise ValueError(f"[run] {name} must be >= 1, got {getattr(run, name)}")
+            raise ConfigError(f"[run] {name} must be >= 1, got {getattr(run, name)}")
     if run.model not in MODELS:
-        raise ValueError(f"[run] model {run.model!r} is unknown; use one of {sorted(MODELS)}")
+        raise ConfigError(f"[run] model {run.model!r} is unknown; use one of {sorted(MODELS)}")
     if run.balance not in BALANCES:
-        raise ValueError(f"[run] balance must be one of {BALANCES}, got {run.balance!r}")
+        raise ConfigError(f"[run] balance must be one of {BALANCES}, got {run.balance!r}")
     run.out = str((base / run.out).resolve())
     optim = _build(OptimConfig, dict(d.get("optim", {})), "optim")
     if not (optim.lr > 0 and 0 <= optim.eta_min <= optim.lr and optim.weight_decay >= 0
             and all(0 <= b < 1 for b in optim.betas)):
-        raise ValueError(f"[optim] needs lr > 0, 0 <= eta_min <= lr, weight_decay >= 0, betas in [0, 1): {optim}")
+        raise ConfigError(f"[optim] needs lr > 0, 0 <= eta_min <= lr, weight_decay >= 0, betas in [0, 1): {optim}")
     loss = _build(LossConfig, dict(d.get("loss", {})), "loss")
     if min(loss.charbonnier, loss.ssim, loss.focal, loss.sam) < 0:
-        raise ValueError(f"[loss] weights must be >= 0: {loss}")
+        raise ConfigError(f"[loss] weights must be >= 0: {loss}")
     data = d.get("data", [])
     if not isinstance(data, list):
-        raise ValueError("data must be an array of tables: write [[data]] (double brackets)")
+        raise ConfigError("data must be an array of tables: write [[data]] (double brackets)")
     sources = []
     for i, s in enumerate(data):
         where = f"data #{i + 1}"
@@ -207,12 +209,11 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
                 if isinstance(s.get(key), str):
                     s[key] = str((base / s[key]).resolve())
         src = _build(Source, s, where)
-        if src.kind not in ("geotiff", "hdf5", "corpus"):
-            raise ValueError(f"[{where}] kind must be 'geotiff', 'hdf5' or 'corpus', got {src.kind!r}")
+        check(src.kind, DATA_KINDS, f"[{where}] kind")
         if src.split not in ("train", "val"):
-            raise ValueError(f"[{where}] split must be 'train' or 'val', got {src.split!r}")
+            raise ConfigError(f"[{where}] split must be 'train' or 'val', got {src.split!r}")
         if src.pan_filter not in PAN_FILTERS:
-            raise ValueError(f"[{where}] pan_filter must be one of {PAN_FILTERS}, got {src.pan_filter!r}")
+            raise ConfigError(f"[{where}] pan_filter must be one of {PAN_FILTERS}, got {src.pan_filter!r}")
         sources.append(src)
     return TrainConfig(run, optim, loss, sources)
 
@@ -223,13 +224,13 @@ def load_config(path: "str | Path") -> TrainConfig:
     if not p.is_file():
         raise FileNotFoundError(f"no such config file: {p}")
     if tomllib is None:  # pragma: no cover - Python < 3.11 without tomli
-        raise RuntimeError("reading TOML configs needs Python >= 3.11 or the tomli package (pip install tomli)")
+        raise ConfigError("reading TOML configs needs Python >= 3.11 or the tomli package (pip install tomli)")
     try:
         d = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{p} is not valid TOML: {e}") from None
+        raise ConfigError(f"{p} is not valid TOML: {e}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{p} is not a UTF-8 text file") from None
+        raise ConfigError(f"{p} is not a UTF-8 text file") from None
     return from_dict(d, p.resolve().parent)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .. import io as rio_io
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..mtf import mtf_degrade
 from ..resample import downsample_bicubic, upsample
 from ..sensors import Sensor, get_sensor
@@ -36,7 +36,7 @@ Sample = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 #: How the PAN of a Wald pair is degraded: ``"mtf"`` = sensor PAN MTF filter + decimation (Vivone
 #: toolbox 1.0), ``"bicubic"`` = antialiased bicubic reduction (MATLAB ``imresize``, toolbox 2020).
-PAN_FILTERS = ("mtf", "bicubic")
+from ..choices import PAN_FILTERS  # noqa: E402  (re-exported)
 
 #: A reduced-resolution pixel counts as touched by nodata when the nodata indicator, passed through
 #: the same degradation as the data, weighs more than this in it.
@@ -64,7 +64,7 @@ def _crop(sample: Sample, patch: Optional[int], rng: np.random.Generator) -> Sam
     if patch is None or (patch == h and patch == w):
         return sample
     if patch > h or patch > w:
-        raise ValueError(f"patch {patch} is larger than the {h}x{w} samples of this dataset")
+        raise InputError(f"patch {patch} is larger than the {h}x{w} samples of this dataset")
     r, c = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
     return tuple(x[..., r:r + patch, c:c + patch] for x in sample)  # type: ignore[return-value]
 
@@ -113,9 +113,9 @@ class WaldScene:
                  scale: Optional[float] = None, pan_filter: str = "mtf", nodata: Optional[float] = None,
                  bands: Optional[Sequence[int]] = None, name: Optional[str] = None) -> None:
         if pan_filter not in PAN_FILTERS:
-            raise ValueError(f"pan_filter must be one of {PAN_FILTERS}, got {pan_filter!r}")
+            raise InputError(f"pan_filter must be one of {PAN_FILTERS}, got {pan_filter!r}")
         if len(rows) != 2 or not 0.0 <= rows[0] < rows[1] <= 1.0:
-            raise ValueError(f"rows must be two fractions 0 <= start < end <= 1, got {list(rows)}")
+            raise InputError(f"rows must be two fractions 0 <= start < end <= 1, got {list(rows)}")
         pan_info, ms_info = rio_io.raster_info(pan), rio_io.raster_info(ms)
         rio_io.check_pair(pan_info, ms_info, ratio)
         self.sensor, self.bands, self.scale = _identify(ms, ms_info, sensor, bands, scale)
@@ -195,11 +195,11 @@ class WaldScene:
         """One ``patch`` x ``patch`` sample at a uniformly drawn position free of nodata."""
         if patch is None:
             if self.has_nodata:
-                raise ValueError(f"{self.name} contains nodata: set a patch size to train on its clean parts")
+                raise InputError(f"{self.name} contains nodata: set a patch size to train on its clean parts")
             return self.full()
         corners = self._clean(patch)
         if corners.size == 0:
-            raise ValueError(f"{self.name}: no {patch}x{patch} patch free of nodata (part is "
+            raise InputError(f"{self.name}: no {patch}x{patch} patch free of nodata (part is "
                              f"{self.gt.shape[-2]}x{self.gt.shape[-1]})")
         r, c = divmod(int(corners[int(rng.integers(corners.size))]), self.gt.shape[-1])
         return tuple(x[..., r:r + patch, c:c + patch] for x in self.full())  # type: ignore[return-value]
@@ -232,11 +232,11 @@ def _model_bands(path: Any, count: int, sensor: Sensor, bands: Optional[Sequence
     if bands is not None:
         idx = [int(b) for b in bands]
         if len(idx) != 4 or len(set(idx)) != 4 or not all(0 <= b < count for b in idx):
-            raise ValueError(f"{path}: bands must be 4 distinct indices in 0..{count - 1} (R, G, B, NIR), "
+            raise InputError(f"{path}: bands must be 4 distinct indices in 0..{count - 1} (R, G, B, NIR), "
                              f"got {list(bands)}")
         return idx
     if count != sensor.n_bands:
-        raise ValueError(f"{path}: {count} bands but sensor {sensor.name!r} has {sensor.n_bands}; "
+        raise InputError(f"{path}: {count} bands but sensor {sensor.name!r} has {sensor.n_bands}; "
                          "give bands = [r, g, b, nir] for this file")
     return list(sensor.model_bands)
 
@@ -246,7 +246,7 @@ def _identify(ms: Any, ms_info: Any, sensor: "str | Sensor | None", bands: Optio
     """``(sensor, R,G,B,NIR band indices, scale)`` of a scene: arguments first, else the MS file's tags."""
     tag = ms_info.tags.get("SENSOR")
     if sensor is None and not tag:
-        raise ValueError(f"{ms} has no SENSOR tag: give the scene's sensor (sensor = \"wv3\" in the config)")
+        raise InputError(f"{ms} has no SENSOR tag: give the scene's sensor (sensor = \"wv3\" in the config)")
     sens = get_sensor(sensor if sensor is not None else tag)  # type: ignore[arg-type]
     return sens, _model_bands(ms, ms_info.count, sens, bands), float(scale or sens.max_value or 2047.0)
 
@@ -269,7 +269,7 @@ class RRScene:
         pan_info, ms_info, gt_info = (rio_io.raster_info(p) for p in (pan, ms, gt))
         rio_io.check_sizes((pan_info.height, pan_info.width), (ms_info.height, ms_info.width), ratio)
         if (gt_info.height, gt_info.width) != (pan_info.height, pan_info.width) or gt_info.count != ms_info.count:
-            raise ValueError(f"{gt}: reference is {gt_info.shape}, expected {ms_info.count} bands on the PAN grid "
+            raise InputError(f"{gt}: reference is {gt_info.shape}, expected {ms_info.count} bands on the PAN grid "
                              f"{pan_info.height}x{pan_info.width}")
         self.sensor, self.bands, self.scale = _identify(ms, ms_info, sensor, bands, scale)
         self.ratio = ratio
@@ -320,7 +320,7 @@ class H5Dataset:
         try:
             import h5py
         except ImportError:  # pragma: no cover - depends on the install
-            raise RuntimeError("reading HDF5 training data needs h5py: pip install 'pantiny[train]'") from None
+            raise ConfigError("reading HDF5 training data needs h5py: pip install 'pantiny[train]'") from None
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no such HDF5 file: {self.path}")
@@ -330,11 +330,11 @@ class H5Dataset:
         try:
             self._h5: Any = h5py.File(self.path, "r")
         except OSError as e:
-            raise ValueError(f"{self.path} is not a readable HDF5 file: {e}") from None
+            raise InputError(f"{self.path} is not a readable HDF5 file: {e}") from None
         missing = [k for k in ("gt", "lms", "pan") if k not in self._h5]
         if missing:
             self.close()
-            raise ValueError(f"{self.path} lacks dataset(s) {missing}: expected PanCollection keys gt, ms, lms, pan")
+            raise InputError(f"{self.path} lacks dataset(s) {missing}: expected PanCollection keys gt, ms, lms, pan")
         gt, lms, pan = self._h5["gt"], self._h5["lms"], self._h5["pan"]
         ok = (gt.ndim == 4 and gt.shape == lms.shape and pan.ndim == 4 and pan.shape[0] == gt.shape[0]
               and pan.shape[1] == 1 and pan.shape[2:] == gt.shape[2:])
@@ -344,20 +344,20 @@ class H5Dataset:
         if not ok or gt.shape[0] == 0:
             shapes = {k: tuple(self._h5[k].shape) for k in ("gt", "ms", "lms", "pan") if k in self._h5}
             self.close()
-            raise ValueError(f"{self.path}: inconsistent shapes {shapes} (expected N x C x H x W with N > 0, "
+            raise InputError(f"{self.path}: inconsistent shapes {shapes} (expected N x C x H x W with N > 0, "
                              "lms like gt, pan N x 1 x H x W, ms N x C x H/r x W/r)")
         c = gt.shape[1]
         if bands is not None:
             idx = [int(b) for b in bands]
             if len(idx) != 4 or len(set(idx)) != 4 or not all(0 <= b < c for b in idx):
                 self.close()
-                raise ValueError(f"{self.path}: bands must be 4 distinct indices in 0..{c - 1}, got {list(bands)}")
+                raise InputError(f"{self.path}: bands must be 4 distinct indices in 0..{c - 1}, got {list(bands)}")
             self.bands: List[int] = idx
         elif c == self.sensor.n_bands:
             self.bands = list(self.sensor.model_bands)
         else:
             self.close()
-            raise ValueError(f"{self.path}: {c} bands but sensor {self.sensor.name!r} has {self.sensor.n_bands}; "
+            raise InputError(f"{self.path}: {c} bands but sensor {self.sensor.name!r} has {self.sensor.n_bands}; "
                              "give bands = [r, g, b, nir] for this cube")
 
     def close(self) -> None:
@@ -466,7 +466,7 @@ class Source:
         """Open the dataset this (per-scene) entry describes."""
         if self.kind == "geotiff":
             if not (self.pan and self.ms):
-                raise ValueError("a geotiff data source needs pan = and ms = paths")
+                raise InputError("a geotiff data source needs pan = and ms = paths")
             if self.gt:
                 return RRScene(self.pan, self.ms, self.gt, self.sensor, scale=self.scale, bands=self.bands,
                                name=self.name)
@@ -474,17 +474,17 @@ class Source:
                              scale=self.scale, pan_filter=self.pan_filter, bands=self.bands, name=self.name)
         if self.kind == "hdf5":
             if not (self.path and self.sensor):
-                raise ValueError("an hdf5 data source needs path = and sensor =")
+                raise InputError("an hdf5 data source needs path = and sensor =")
             return H5Dataset(self.path, self.sensor, scale=self.scale, bands=self.bands)
         if self.kind == "corpus":
-            raise ValueError("a corpus source stands for many scenes: open its expand() entries")
-        raise ValueError(f"unknown data kind {self.kind!r}: use 'geotiff', 'hdf5' or 'corpus'")
+            raise InputError("a corpus source stands for many scenes: open its expand() entries")
+        raise InputError(f"unknown data kind {self.kind!r}: use 'geotiff', 'hdf5' or 'corpus'")
 
 
 #: Scene kinds of a corpus index: ``fr`` real full-resolution pair (Wald-degraded for training),
 #: ``rr`` published reduced-resolution triplet with reference (used as is), ``rr_nogt`` simulated pair
 #: without reference (used like ``fr``).
-CORPUS_KINDS = ("fr", "rr", "rr_nogt")
+from ..choices import CORPUS_KINDS  # noqa: E402  (re-exported)
 
 
 def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
@@ -505,16 +505,16 @@ def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
     try:
         records = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read corpus index {path}: {e}") from None
+        raise InputError(f"cannot read corpus index {path}: {e}") from None
     if isinstance(records, dict):
         records = records.get("scenes", [])
     if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a list of scene records")
+        raise InputError(f"{path}: expected a list of scene records")
     ids = {str(r.get("scene_id")) for r in records if isinstance(r, dict)}
     for what, names in (("scenes", scenes), ("exclude", exclude)):
         unknown = sorted(set(names or ()) - ids)
         if unknown:
-            raise ValueError(f"{path}: {what} lists unknown scene id(s) {unknown}")
+            raise InputError(f"{path}: {what} lists unknown scene id(s) {unknown}")
     want = {get_sensor(s).name for s in sensors} if sensors else None
     out = []
     for i, r in enumerate(records):
@@ -523,9 +523,9 @@ def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
             sensor = get_sensor(r["sensor"]).name
             scale, band_map = float(r["max_dn"]), tuple(int(b) for b in r["band_map"])
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}: record #{i + 1} is incomplete or invalid ({e})") from None
+            raise InputError(f"{path}: record #{i + 1} is incomplete or invalid ({e})") from None
         if kind not in CORPUS_KINDS:
-            raise ValueError(f"{path}: scene {sid} has unknown kind {kind!r} (use one of {CORPUS_KINDS})")
+            raise InputError(f"{path}: scene {sid} has unknown kind {kind!r} (use one of {CORPUS_KINDS})")
         if (want is not None and sensor not in want) or (scenes and sid not in scenes) or (exclude and sid in exclude):
             continue
         f = {k: str((path.parent / v).resolve()) for k, v in files.items() if v}

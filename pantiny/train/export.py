@@ -10,6 +10,7 @@ from typing import Any, Dict
 from ..models import build_model
 from ..weights import MANIFEST_PATH, PACKAGE_DIR, save_weights, upsert_manifest_entry
 from .loop import load_checkpoint
+from ..errors import InputError
 
 NORMALISATION = ("DN / sensor maximum (2047 for 11-bit WV2/WV3/QB/IKONOS, 1023 for 10-bit GF2, 255 for "
                  "8-bit); MS bicubic-upsampled onto the PAN grid; bands R, G, B, NIR")
@@ -36,7 +37,8 @@ def manifest_file_field(out: "str | os.PathLike[str]", manifest: "str | os.PathL
 def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathLike[str]", *,
            manifest: "str | os.PathLike[str] | None" = None, description: str = "") -> Dict[str, Any]:
     """Write ``out`` (safetensors) from a training ``checkpoint`` and add/replace entry ``name`` in the
-    manifest (default: the package's ``weights_manifest.json``). Returns the entry.
+    manifest (default: ``weights_manifest.json`` beside ``out``; the package's own manifest only when
+    passed explicitly). Returns the entry.
 
     The entry records name, architecture, file, sha256, byte size, bands, normalisation, the training
     data actually used (sensors, files, splits), the schedule (steps done / planned, batch, patch,
@@ -45,9 +47,9 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
     can use the weights.
     """
     if not name or not name.strip() or "/" in name or name.endswith(".safetensors"):
-        raise ValueError(f"invalid weights name {name!r}: use a plain name such as 'my-model'")
+        raise InputError(f"invalid weights name {name!r}: use a plain name such as 'my-model'")
     if Path(out).suffix != ".safetensors":
-        raise ValueError(f"--out must name a .safetensors file, got {out}")
+        raise InputError(f"--out must name a .safetensors file, got {out}")
     ck = load_checkpoint(checkpoint)
     cfg = json.loads(ck["config"])
     used = json.loads(ck["data_used"])
@@ -55,11 +57,13 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
     model.load_state_dict(ck["model"])
     info = save_weights(model, out, architecture=ck["model_name"],
                         metadata={"name": name, "steps": ck["step"], "config": ck["config"]})
-    man = Path(manifest) if manifest is not None else MANIFEST_PATH
+    # Default: a manifest beside the weights, never the installed package's own (pass it explicitly
+    # to ship weights with pantiny).
+    man = Path(manifest) if manifest is not None else Path(out).resolve().parent / "weights_manifest.json"
     entry = {
         "name": name,
         "architecture": ck["model_name"],
-        "file": manifest_file_field(out, manifest),
+        "file": manifest_file_field(out, man),
         "sha256": info["sha256"],
         "size": info["size"],
         "bands": ["R", "G", "B", "NIR"],

@@ -39,6 +39,7 @@ from .config import TrainConfig, to_toml
 from .data import SceneTooSmall
 from .loss import CompositeLoss
 from .mixing import Mixer
+from ..errors import ConfigError, ModelOutputError
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -80,7 +81,7 @@ def open_sources(cfg: TrainConfig, split: str, skipped: Optional[List[str]] = No
                 if entry.kind == "corpus" and skipped is not None:
                     skipped.append(f"{ds.name} (no {cfg.run.patch}x{cfg.run.patch} patch)")
                     continue
-                raise ValueError(f"training data {ds.name} has no {cfg.run.patch}x{cfg.run.patch} patch free of "
+                raise ConfigError(f"training data {ds.name} has no {cfg.run.patch}x{cfg.run.patch} patch free of "
                                  "nodata: use a smaller [run] patch or leave the scene out")
             out.append(ds)
     return out
@@ -99,9 +100,9 @@ def load_checkpoint(path: "str | os.PathLike[str]") -> Dict[str, Any]:
     try:
         ck = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{p} is not a pantiny training checkpoint: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{p} is not a pantiny training checkpoint: {str(e).splitlines()[0]}") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise ValueError(f"{p} is not a pantiny training checkpoint (format {FORMAT!r} expected)")
+        raise ConfigError(f"{p} is not a pantiny training checkpoint (format {FORMAT!r} expected)")
     return ck
 
 
@@ -176,7 +177,7 @@ def _forward_backward(net: Any, loss_fn: CompositeLoss, opt: torch.optim.Optimiz
     loss, terms = loss_fn(net(lms, pan), gt)
     value = float(loss.detach())
     if not math.isfinite(value):
-        raise RuntimeError(f"loss became {value} at step {step + 1}: lower the learning rate")
+        raise ModelOutputError(f"loss became {value} at step {step + 1}: lower the learning rate")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     return loss.detach(), terms
@@ -209,7 +210,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
         warnings.warn(f"{len(skipped)} corpus scene(s) left out: {', '.join(skipped)}")
     for d in val_sets:
         if not d.eval_samples(run.patch):
-            raise ValueError(f"validation data {d.name} has no 16x16 part free of nodata: choose other rows")
+            raise ConfigError(f"validation data {d.name} has no 16x16 part free of nodata: choose other rows")
     used = [d.source.describe() for d in train_sets + val_sets]
     for d, u in zip(train_sets + val_sets, used):
         u["sensor"] = d.sensor.name
@@ -235,7 +236,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
         old = _fingerprint(json.loads(ck["config"]), json.loads(ck["data_used"]))
         diffs = _diff(old, _fingerprint(cfg_dict, used))
         if diffs:
-            raise ValueError(f"{ckpt_path} belongs to a different run ({'; '.join(diffs[:4])}"
+            raise ConfigError(f"{ckpt_path} belongs to a different run ({'; '.join(diffs[:4])}"
                              f"{'; ...' if len(diffs) > 4 else ''}): use another out folder or --no-resume")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])

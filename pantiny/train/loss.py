@@ -27,6 +27,7 @@ from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
+from ..errors import ConfigError
 
 SSIM_C1 = 0.01 ** 2
 SSIM_C2 = 0.03 ** 2
@@ -34,9 +35,9 @@ SSIM_C2 = 0.03 ** 2
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape:
-        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+        raise ConfigError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     if pred.ndim != 4:
-        raise ValueError(f"loss inputs must be (B,C,H,W), got shape {tuple(pred.shape)}")
+        raise ConfigError(f"loss inputs must be (B,C,H,W), got shape {tuple(pred.shape)}")
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -113,11 +114,11 @@ class CompositeLoss:
         for name in ("charbonnier", "ssim", "focal", "sam"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v:
-                raise ValueError(f"loss weight {name} must be a number >= 0, got {v!r}")
+                raise ConfigError(f"loss weight {name} must be a number >= 0, got {v!r}")
         if self.charbonnier == self.ssim == self.focal == self.sam == 0:
-            raise ValueError("all loss weights are 0: nothing to train")
+            raise ConfigError("all loss weights are 0: nothing to train")
         if not self.eps > 0:
-            raise ValueError(f"Charbonnier eps must be > 0, got {self.eps!r}")
+            raise ConfigError(f"Charbonnier eps must be > 0, got {self.eps!r}")
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
         _check(pred, target)

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from .data import augment
+from ..errors import ConfigError
 
-BALANCES = ("none", "sensor")
+from ..choices import BALANCES  # noqa: E402  (re-exported)
 
 
 def _size(d: Any, patch: Optional[int]) -> int:
@@ -43,17 +44,17 @@ class Mixer:
     def __init__(self, datasets: Sequence[Any], *, patch: Optional[int], batch: int, seed: int,
                  balance: str = "none", augment: bool = False) -> None:
         if not datasets:
-            raise ValueError("no training data: the config lists no usable [[data]] source with split = \"train\"")
+            raise ConfigError("no training data: the config lists no usable [[data]] source with split = \"train\"")
         if balance not in BALANCES:
-            raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}")
+            raise ConfigError(f"balance must be one of {BALANCES}, got {balance!r}")
         if batch < 1:
-            raise ValueError(f"batch must be >= 1, got {batch}")
+            raise ConfigError(f"batch must be >= 1, got {batch}")
         self.datasets, self.patch, self.batch, self.seed = list(datasets), patch, int(batch), int(seed)
         self.augment = bool(augment)
         self.balance = balance
         sizes = np.array([_size(d, patch) for d in self.datasets], dtype=np.float64)
         if (sizes <= 0).any():
-            raise ValueError("every training dataset needs at least one sample")
+            raise ConfigError("every training dataset needs at least one sample")
         if balance == "none":
             self.probs = sizes / sizes.sum()
         else:
@@ -82,6 +83,6 @@ class Mixer:
             sensors.append(d.sensor.name)
         shapes = {tuple(p[0].shape) for p in parts}
         if len(shapes) > 1:
-            raise ValueError(f"samples of different sizes {sorted(shapes)} in one batch: set a patch size")
+            raise ConfigError(f"samples of different sizes {sorted(shapes)} in one batch: set a patch size")
         gt, lms, pan = (torch.stack([p[j] for p in parts]) for j in range(3))
         return gt, lms, pan, sensors

@@ -1,0 +1,41 @@
+"""Every fixed set of string options, defined once (no heavy imports: the CLI builds its
+``argparse`` choices and help from here without loading torch).
+
+Modules validate against these tuples and re-export them under their historical names.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+#: ``pansharpen(method=...)`` values that select the network.
+MODEL_METHODS = ("pantiny", "model")
+#: Classical methods of :mod:`pantiny.classical` (``METHODS`` keys, checked by a test).
+CLASSICAL_METHODS = ("brovey", "gs", "gsa", "ihs", "mtf-glp", "pca", "sfim")
+#: Channel-attention statistics of the network under tiling.
+ATTENTION = ("scene", "tile")
+#: What happens to MS bands that are not model inputs.
+OTHER_BANDS = ("drop", "upsample", "ratio")
+#: MS interpolation onto the PAN grid.
+UPSAMPLING = ("bicubic", "bilinear", "nearest")
+#: Tile blending of the tiling engine.
+BLENDS = ("crop", "ramp")
+#: Full-resolution quality index definitions and their MS upsamplers.
+QNR_VARIANTS = ("toolbox", "orig_paper", "pantiny")
+QNR_UPSAMPLERS = ("interp23tap", "bicubic")
+#: MTF-GLP injection gains.
+MTF_GLP_GAINS = ("hpm", "regression", "unit")
+#: Training: data source kinds, corpus scene kinds, PAN degradation, sensor balancing.
+DATA_KINDS = ("geotiff", "hdf5", "corpus")
+CORPUS_KINDS = ("fr", "rr", "rr_nogt")
+PAN_FILTERS = ("mtf", "bicubic")
+BALANCES = ("none", "sensor")
+
+
+def check(value: object, allowed: Sequence[str], what: str) -> str:
+    """``value`` if it is one of ``allowed``, else :class:`~pantiny.errors.ConfigError` naming ``what``."""
+    from .errors import ConfigError
+
+    if value not in allowed:
+        raise ConfigError(f"{what} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value  # type: ignore[return-value]

@@ -1,0 +1,98 @@
+"""Options shared by the ``pantiny`` subcommands, defined once (as ``rio/options.py`` does for rasterio).
+
+Each ``add_*`` adds one option to an ``argparse`` parser with the same name, type, default and help
+everywhere; values are validated by argparse (a bad value is a usage error, exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import List, Optional, Sequence
+
+from .choices import ATTENTION, CLASSICAL_METHODS, MODEL_METHODS, OTHER_BANDS
+
+
+def parse_bands(text: str) -> List[int]:
+    """``"4,2,1,6"`` -> ``[4, 2, 1, 6]``: four distinct non-negative 0-based MS band indices."""
+    try:
+        vals = [int(b) for b in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 4 comma-separated integers (R,G,B,NIR), got {text!r}") from None
+    if len(vals) != 4 or len(set(vals)) != 4 or min(vals) < 0:
+        raise argparse.ArgumentTypeError(f"expected 4 distinct 0-based band indices (R,G,B,NIR), got {text!r}")
+    return vals
+
+
+def sensor_name(text: str) -> str:
+    """A sensor key known to :mod:`pantiny.sensors` (aliases accepted), lower-cased."""
+    from .sensors import get_sensor
+
+    try:
+        return get_sensor(text).name
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def add_sensor(p: argparse.ArgumentParser, default_help: str = "the MS file's SENSOR tag") -> None:
+    from .sensors import SENSORS
+
+    p.add_argument("--sensor", type=sensor_name, default=None,
+                   help=f"sensor key ({', '.join(sorted(SENSORS))}); default: {default_help}")
+
+
+def add_bands(p: argparse.ArgumentParser, when: str = "overrides --sensor's band map") -> None:
+    p.add_argument("--bands", type=parse_bands, default=None,
+                   help=f"0-based MS indices of R,G,B,NIR, e.g. 4,2,1,6 ({when})")
+
+
+def add_ratio(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ratio", type=int, default=4, help="PAN/MS resolution ratio (default: %(default)s)")
+
+
+def add_scale(p: argparse.ArgumentParser, what: str = "DN mapped to 1.0") -> None:
+    p.add_argument("--scale", type=positive_float, default=None,
+                   help=f"{what} (default: from the data type and sensor, see the README)")
+
+
+def add_nodata(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nodata", type=float, default=None, help="override the inputs' nodata value")
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+
+
+def add_method(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default=MODEL_METHODS[0], choices=(*MODEL_METHODS, *CLASSICAL_METHODS),
+                   metavar="METHOD", help=f"'{MODEL_METHODS[0]}' (the network) or a classical method: "
+                   f"{', '.join(CLASSICAL_METHODS)} (default: %(default)s)")
+
+
+def add_attention(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attention", default=ATTENTION[0], choices=ATTENTION,
+                   help="scene (default): result independent of tiling, ~3.6x compute; tile: one pass, fastest")
+
+
+def add_other_bands(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--other-bands", default=OTHER_BANDS[0], choices=OTHER_BANDS,
+                   help="non-model MS bands: drop (default), upsample, or ratio-sharpen")
+
+
+def choices_help(values: Sequence[str], default: Optional[str] = None) -> str:
+    """``"a, b or c (default: a)"`` for help texts."""
+    s = ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
+    return s + (f" (default: {default})" if default else "")

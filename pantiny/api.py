@@ -289,6 +289,70 @@ def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, sour
     return fuse, net
 
 
+@dataclass
+class Scene:
+    """A PAN/MS pair ready for fusion or adaptation: the normalised tile source, the sensor, the model
+    band indices, the PAN raster (georeferencing) and the scene statistics."""
+
+    source: "_SceneSource"
+    sensor: Sensor
+    model_bands: Tuple[int, int, int, int]
+    pan: Raster
+    stats: SceneStats
+
+
+def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = None,
+                  bands: Optional[Sequence[int]] = None, ratio: int = 4, scale: Optional[float] = None,
+                  upsampling: str = "bicubic", other_bands: str = "drop", nodata: Optional[float] = None) -> Scene:
+    """Read, check and describe a scene (steps *read, bands, normalise* of :func:`pansharpen`, whose
+    arguments these are): one place for the API, adaptation and the CLI."""
+    if not isinstance(ratio, int) or ratio < 1:
+        raise InputError(f"ratio must be a positive integer, got {ratio!r}")
+    if _is_path(pan) != _is_path(ms):
+        raise InputError("pass PAN and MS both as arrays/tensors or both as file paths")
+    sensor_tagged = False
+    if _is_path(pan):
+        pan_r, ms_r = GeoTIFFRaster(pan, "PAN"), GeoTIFFRaster(ms, "MS")
+        rio_io.check_pair(pan_r.info, ms_r.info, ratio)
+        if sensor is None and "SENSOR" in ms_r.tags:
+            sensor, sensor_tagged = ms_r.tags["SENSOR"], True
+        pan_nodata = nodata if nodata is not None else pan_r.nodata
+        ms_nodata = nodata if nodata is not None else ms_r.nodata
+    else:
+        pan_r = ArrayRaster(_to_numpy(pan, "PAN", True), "PAN")
+        ms_r = ArrayRaster(_to_numpy(ms, "MS", False), "MS")
+        if pan_r.count != 1:
+            raise InputError(f"PAN must have 1 band, got {pan_r.count} (shape {pan_r.shape})")
+        rio_io.check_sizes(pan_r.hw, ms_r.hw, ratio)
+        pan_nodata = ms_nodata = nodata
+    reader = _PairReader(pan_r, ms_r)
+    pan_dtype = pan_r.dtype
+    if pan_dtype != reader.dtype and (pan_dtype.kind == "f") != (reader.dtype.kind == "f"):
+        raise InputError(f"PAN dtype {pan_dtype} and MS dtype {reader.dtype} differ in kind (int vs float): "
+                         "they must share one value scale")
+    sensor_from = "given" if sensor is not None and not sensor_tagged else ("SENSOR tag" if sensor_tagged else None)
+    sens, model_idx = resolve_bands(reader.n_bands, sensor, bands)
+    if sensor_from is None:
+        sensor_from = "explicit bands" if bands is not None else f"guessed from {reader.n_bands} bands"
+    extras = [] if other_bands == "drop" else [b for b in range(reader.n_bands) if b not in model_idx]
+    source = _SceneSource(reader, list(model_idx) + extras, 1.0, ratio, upsampling, pan_nodata, ms_nodata)
+    st = source.stats()
+    # A sensor guessed from the band count says nothing about the bit depth: only a named one does.
+    sens_for_scale = sens if sensor_from in ("given", "SENSOR tag") else None
+    sc, why = choose_scale(reader.dtype, sens_for_scale, scale, data_max=st.ms_max)
+    source.scale = sc
+    source.ms_fill = st.ms_mean
+    _log.info("sensor %s (%s), model bands R,G,B,NIR = MS bands %s, value scale %g (%s)",
+              sens.name, sensor_from, list(model_idx), sc, why)
+    for msg in scale_warnings(sc, why, reader.dtype, st.ms_max):
+        warnings.warn(msg, stacklevel=3)
+    if not (st.ms_std[:4] > 0).any() or st.pan_std == 0:
+        which = "MS" if not (st.ms_std[:4] > 0).any() else "PAN"
+        warnings.warn(f"the {which} has zero variance (a constant image): there is no spatial or spectral "
+                      "information to fuse, so the result is not meaningful", stacklevel=3)
+    return Scene(source, sens, tuple(model_idx), pan_r, st)  # type: ignore[arg-type]
+
+
 # --- public API ---------------------------------------------------------------------------------
 
 def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = None,
@@ -298,7 +362,8 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
                scale: Optional[float] = None, upsampling: str = "bicubic", other_bands: str = "drop",
                nodata: Optional[float] = None, out: Union[str, "os.PathLike[str]", None] = None,
                overwrite: bool = True, progress: bool = False,
-               method_options: Optional[Dict[str, Any]] = None) -> Union[np.ndarray, torch.Tensor, Path]:
+               method_options: Optional[Dict[str, Any]] = None,
+               adapt: Union[bool, Dict[str, Any]] = False) -> Union[np.ndarray, torch.Tensor, Path]:
     """Fuse a panchromatic band with a multispectral image onto the PAN grid.
 
     Args:
@@ -335,6 +400,9 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
         out: GeoTIFF path to write (PAN grid CRS/transform, MS dtype, tiled+deflate, written to a
             temporary file then renamed); required to stream scenes larger than memory.
         progress: show a progress bar over tiles.
+        adapt: fine-tune the model on this scene first, without a reference
+            (:func:`pantiny.adapt`, the full-resolution loss of training stage 2); ``True`` for the
+            defaults or a dict of its options (``steps``, ``crop``, ``batch``, ``lr``, ``seed``, ...).
 
     Returns:
         The fused image (C',H,W) in the MS dtype and DN range (a tensor if ``ms`` was a tensor), or
@@ -343,54 +411,22 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
     check(attention, ATTENTION, "attention")
     check(other_bands, OTHER_BANDS, "other_bands")
     check(upsampling, UPSAMPLING, "upsampling")
-    if not isinstance(ratio, int) or ratio < 1:
-        raise InputError(f"ratio must be a positive integer, got {ratio!r}")
-    if _is_path(pan) != _is_path(ms):
-        raise InputError("pass PAN and MS both as arrays/tensors or both as file paths")
-    as_tensor = isinstance(ms, torch.Tensor)
-    tags: Dict[str, str] = {}
-    sensor_tagged = False
-    if _is_path(pan):
-        pan_r, ms_r = GeoTIFFRaster(pan, "PAN"), GeoTIFFRaster(ms, "MS")
-        rio_io.check_pair(pan_r.info, ms_r.info, ratio)
-        if sensor is None and "SENSOR" in ms_r.tags:
-            sensor, sensor_tagged = ms_r.tags["SENSOR"], True
-        pan_nodata = nodata if nodata is not None else pan_r.nodata
-        ms_nodata = nodata if nodata is not None else ms_r.nodata
-    else:
-        pan_r = ArrayRaster(_to_numpy(pan, "PAN", True), "PAN")
-        ms_r = ArrayRaster(_to_numpy(ms, "MS", False), "MS")
-        if pan_r.count != 1:
-            raise InputError(f"PAN must have 1 band, got {pan_r.count} (shape {pan_r.shape})")
-        rio_io.check_sizes(pan_r.hw, ms_r.hw, ratio)
-        pan_nodata = ms_nodata = nodata
-    reader = _PairReader(pan_r, ms_r)
-    pan_dtype = pan_r.dtype
-    if pan_dtype != reader.dtype and (pan_dtype.kind == "f") != (reader.dtype.kind == "f"):
-        raise InputError(f"PAN dtype {pan_dtype} and MS dtype {reader.dtype} differ in kind (int vs float): "
-                         "they must share one value scale")
-    sensor_from = "given" if sensor is not None and not sensor_tagged else ("SENSOR tag" if sensor_tagged else None)
-    sens, model_idx = resolve_bands(reader.n_bands, sensor, bands)
-    if sensor_from is None:
-        sensor_from = "explicit bands" if bands is not None else f"guessed from {reader.n_bands} bands"
-    tags["SENSOR"] = sens.name.upper()
-    extras = [] if other_bands == "drop" else [b for b in range(reader.n_bands) if b not in model_idx]
-    source = _SceneSource(reader, list(model_idx) + extras, 1.0, ratio, upsampling, pan_nodata, ms_nodata)
-    st = source.stats()
-    # A sensor guessed from the band count says nothing about the bit depth: only a named one does.
-    sens_for_scale = sens if sensor_from in ("given", "SENSOR tag") else None
-    sc, why = choose_scale(reader.dtype, sens_for_scale, scale, data_max=st.ms_max)
-    source.scale = sc
-    source.ms_fill = st.ms_mean
-    _log.info("sensor %s (%s), model bands R,G,B,NIR = MS bands %s, value scale %g (%s)",
-              sens.name, sensor_from, list(model_idx), sc, why)
-    for msg in scale_warnings(sc, why, reader.dtype, st.ms_max):
-        warnings.warn(msg, stacklevel=2)
-    if not (st.ms_std[:4] > 0).any() or st.pan_std == 0:
-        which = "MS" if not (st.ms_std[:4] > 0).any() else "PAN"
-        warnings.warn(f"the {which} has zero variance (a constant image): there is no spatial or spectral "
-                      "information to fuse, so the result is not meaningful", stacklevel=2)
+    scene = prepare_scene(pan, ms, sensor=sensor, bands=bands, ratio=ratio, scale=scale, upsampling=upsampling,
+                          other_bands=other_bands, nodata=nodata)
+    source, sens, reader, pan_r = scene.source, scene.sensor, scene.source.reader, scene.pan
+    sc, tags, as_tensor = source.scale, {"SENSOR": sens.name.upper()}, isinstance(ms, torch.Tensor)
+    ms_nodata, pan_nodata = source.ms_nodata, source.pan_nodata
     dev = pick_device(device)
+    if adapt:
+        from .train.adapt import adapt_source
+
+        base = model if isinstance(model, nn.Module) else None
+        if base is None:
+            from .weights import load_model
+
+            base = load_model(model, device=dev)
+        opts = dict(adapt) if isinstance(adapt, dict) else {}
+        model = adapt_source(base, scene, device=dev, progress=progress, **opts)
     fuse, net = _fuser(method, model, dev, source, sens, method_options, other_bands, overlap)
     bs = batch_size or (4 if dev.type == "cuda" else 1)
     order = np.argsort(source.channels)  # back to the input's band order
@@ -432,6 +468,47 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
             for row, fused, valid in strips:
                 writer.write(row, finish(fused, valid))
         return Path(out)
+
+
+def adapt(pan: ArrayLike, ms: ArrayLike, *, model: Union[str, nn.Module] = "pantiny-big",
+          sensor: Union[str, Sensor, None] = None, bands: Optional[Sequence[int]] = None, ratio: int = 4,
+          scale: Optional[float] = None, nodata: Optional[float] = None,
+          device: Union[str, torch.device] = "auto", progress: bool = False,
+          out: Union[str, "os.PathLike[str]", None] = None, name: Optional[str] = None,
+          **options: Any) -> nn.Module:
+    """Fine-tune ``model`` on this scene at full resolution, without a reference, and return the
+    adapted copy (optionally also written to ``out`` as safetensors, with a manifest entry ``name``
+    in a ``weights_manifest.json`` beside it).
+
+    Inputs as :func:`pansharpen`. ``options``: ``steps`` (80), ``crop`` (96 PAN px), ``batch`` (4),
+    ``lr`` (1e-4), ``seed`` (0), ``patience`` (25), ``min_delta`` (1e-3), loss weights ``spectral``
+    and ``spatial`` (1, 1); see :mod:`pantiny.train.adapt`. Same seed, same weights.
+    """
+    from .train.adapt import adapt_source
+    from .weights import load_model
+
+    scene = prepare_scene(pan, ms, sensor=sensor, bands=bands, ratio=ratio, scale=scale, nodata=nodata)
+    dev = pick_device(device)
+    base = model if isinstance(model, nn.Module) else load_model(model, device=dev)
+    net = adapt_source(base, scene, device=dev, progress=progress, **options)
+    if out is not None:
+        from .weights import save_weights, sha256_file, upsert_manifest_entry
+
+        arch = next((a for a, cls in _model_classes().items() if type(net) is cls), None)
+        if arch is None:
+            raise InputError(f"cannot save a {type(net).__name__}: not a registered architecture")
+        info = save_weights(net, out, architecture=arch, metadata={"adapted_on": str(pan)})
+        upsert_manifest_entry({"name": name or Path(out).stem, "architecture": arch, "file": Path(out).name,
+                               "sha256": sha256_file(out), "size": info["size"],
+                               "description": f"adapted at full resolution on {Path(str(pan)).name}"},
+                              Path(out).resolve().parent / "weights_manifest.json")
+    return net
+
+
+def _model_classes() -> Dict[str, type]:
+    from .models import MODELS
+
+    return dict(MODELS)  # type: ignore[arg-type]
 
 
 def _avoid_nodata(y: np.ndarray, valid: np.ndarray, nodata: float) -> None:

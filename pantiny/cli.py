@@ -38,6 +38,9 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
     opt.add_other_bands(p)
     opt.add_nodata(p)
     p.add_argument("--no-overwrite", action="store_true", help="fail instead of replacing an existing output")
+    p.add_argument("--adapt", action="store_true",
+                   help="fine-tune the model on each scene first (full-resolution, no reference; see `pantiny adapt`)")
+    p.add_argument("--adapt-steps", type=int, default=None, help="adaptation steps (default: 80, stops early)")
     opt.add_quiet(p)
 
 
@@ -45,7 +48,8 @@ def _fusion_kwargs(args: argparse.Namespace) -> dict:
     return dict(sensor=args.sensor, bands=args.bands, method=args.method, device=args.device, tile=args.tile,
                 overlap=args.overlap, attention=args.attention, batch_size=args.batch_size, ratio=args.ratio,
                 scale=args.scale, other_bands=args.other_bands, nodata=args.nodata,
-                overwrite=not args.no_overwrite)
+                overwrite=not args.no_overwrite,
+                adapt=(dict(steps=args.adapt_steps) if args.adapt_steps else True) if args.adapt else False)
 
 
 def find_pairs(folder: Path, orphans: Optional[List[Tuple[Path, Path]]] = None) -> List[Tuple[Path, Path, str]]:
@@ -131,6 +135,18 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from .api import adapt
+
+    _setup_logging(args.quiet)
+    opts = {k: v for k, v in (("steps", args.steps), ("crop", args.crop), ("seed", args.seed)) if v is not None}
+    adapt(args.pan, args.ms, model=args.model, sensor=args.sensor, bands=args.bands, scale=args.scale,
+          ratio=args.ratio, nodata=args.nodata, device=args.device, progress=not args.quiet, out=args.out,
+          name=args.name, **opts)
+    print(f"wrote {args.out} (use it with: pantiny fuse PAN MS OUT --model {args.out})")
+    return 0
+
+
 def _one_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
@@ -177,6 +193,26 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("out", nargs="?", help="output GeoTIFF")
     _add_fusion_options(fuse)
     fuse.set_defaults(func=_cmd_fuse)
+
+    ad = sub.add_parser("adapt", help="fine-tune the model on one scene (no reference) and save the weights",
+                        description="pantiny adapt PAN.tif MS.tif -o ADAPTED.safetensors: full-resolution "
+                                    "adaptation with the loss of training stage 2")
+    ad.add_argument("pan", help="PAN GeoTIFF")
+    ad.add_argument("ms", help="MS GeoTIFF")
+    ad.add_argument("-o", "--out", required=True, help="output .safetensors (a weights_manifest.json is written beside it)")
+    ad.add_argument("--name", default=None, help="manifest name of the adapted weights (default: the file stem)")
+    ad.add_argument("--model", default="pantiny-big", help="starting weights (default: %(default)s)")
+    ad.add_argument("--steps", type=int, default=None, help="adaptation steps (default: 80, stops early)")
+    ad.add_argument("--crop", type=int, default=None, help="crop side in PAN pixels (default: 96)")
+    ad.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    ad.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    opt.add_sensor(ad)
+    opt.add_bands(ad)
+    opt.add_ratio(ad)
+    opt.add_scale(ad)
+    opt.add_nodata(ad)
+    opt.add_quiet(ad)
+    ad.set_defaults(func=_cmd_adapt)
 
     info = sub.add_parser("info", help="show the weights manifest, the device and the sensors")
     info.add_argument("--manifest", default=None, help="another weights_manifest.json")

@@ -17,6 +17,7 @@ the scenes of each sensor and printed as one markdown table per sensor.
 training config held out (``rows = [0.8, 1.0]``), so training rows are never scored.
 
     python benchmarks/eval_heldout.py MODEL FOLDER [--sensor wv3] [--rows 0.8 1.0] [--methods brovey gsa]
+    python benchmarks/eval_heldout.py MODEL corpus.json --scenes vivone_rio d2tnet_gf_full_08   # per-scene bands/bit depth
         MODEL: a training checkpoint.pt, a .safetensors file, or a manifest name (--manifest FILE)
 """
 
@@ -38,7 +39,7 @@ from pantiny.classical import METHODS
 from pantiny.cli import find_pairs
 from pantiny.models import build_model
 from pantiny.resample import upsample
-from pantiny.train.data import WaldScene
+from pantiny.train.data import RRScene, WaldScene, corpus_sources
 from pantiny.train.loop import load_checkpoint
 from pantiny.weights import load_model
 
@@ -57,10 +58,19 @@ def model_from(spec: str, manifest: Optional[str] = None) -> torch.nn.Module:
 
 
 def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module, methods: Sequence[str],
-                rows: Tuple[float, float] = (0.0, 1.0)) -> Tuple[str, Dict[str, Dict[str, float]]]:
-    """``(sensor name, {method: {metric: value}})`` for one scene (the ``rows`` band of it)."""
-    scene = WaldScene(pan, ms, sensor, rows=rows)
+                rows: Tuple[float, float] = (0.0, 1.0), bands: Optional[Sequence[int]] = None,
+                scale: Optional[float] = None, gt: Optional[str] = None) -> Tuple[str, Dict[str, Dict[str, float]]]:
+    """``(sensor name, {method: {metric: value}})`` for one scene (the ``rows`` band of it).
+
+    ``bands`` / ``scale``: the scene's own R,G,B,NIR indices and maximum DN (corpus scenes); ``gt``: a
+    published reduced-resolution triplet's reference (then PAN/MS are already degraded and are used
+    as they are for the reduced-resolution scores)."""
+    if gt is not None:
+        scene = RRScene(pan, ms, gt, sensor, bands=bands, scale=scale)
+    else:
+        scene = WaldScene(pan, ms, sensor, rows=rows, bands=bands, scale=scale)
     s, scale = scene.sensor, scene.scale
+    model_bands = list(scene.bands)
     kw = dict(sensor=s.name, bands=[0, 1, 2, 3], scale=scale, tile=512, overlap=64)
     scores: Dict[str, Dict[str, float]] = defaultdict(dict)
 
@@ -81,7 +91,7 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
     w = min(info.width, rio_io.raster_info(pan).width // r)
     h, w = h - h % r, w - w % r  # the rounding WaldScene uses, so RR and FR score the same rows
     r0, r1 = int(round(rows[0] * h / r)) * r, int(round(rows[1] * h / r)) * r
-    ms_full = rio_io.read(ms, window=(r0, 0, r1 - r0, w), bands=s.model_bands).astype(np.float32)
+    ms_full = rio_io.read(ms, window=(r0, 0, r1 - r0, w), bands=model_bands).astype(np.float32)
     pan_full = rio_io.read(pan, window=(r0 * r, 0, (r1 - r0) * r, w * r)).astype(np.float32)
     fr = {"EXP": upsample(torch.from_numpy(ms_full)[None], r)[0].numpy(),
           "pantiny": pantiny.pansharpen(pan_full, ms_full, model=net, **kw)}
@@ -96,27 +106,33 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="checkpoint.pt of a training run, a .safetensors file or a manifest name")
-    ap.add_argument("folder", type=Path, help="folder of <stem>_pan.tif / <stem>_ms.tif pairs")
+    ap.add_argument("folder", type=Path, help="folder of <stem>_pan.tif / <stem>_ms.tif pairs, or a corpus.json")
     ap.add_argument("--sensor", default=None, help="sensor of all scenes (default: each MS file's SENSOR tag)")
     ap.add_argument("--rows", type=float, nargs=2, default=(0.0, 1.0), metavar=("A", "B"),
                     help="score only this band of each scene (fractions of its height)")
     ap.add_argument("--methods", nargs="*", default=sorted(METHODS), help="classical methods (default: all)")
     ap.add_argument("--manifest", default=None, help="weights manifest for a model name")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-scene scores as JSON")
+    ap.add_argument("--scenes", nargs="*", default=None,
+                    help="with a corpus.json as FOLDER: the scene ids to score (default: all)")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; available: {sorted(METHODS)}")
-    if not args.folder.is_dir():
-        raise SystemExit(f"no such folder: {args.folder}")
-    pairs = find_pairs(args.folder)
-    if not pairs:
-        raise SystemExit(f"no <stem>_pan.tif / <stem>_ms.tif pairs in {args.folder}")
+    if args.folder.is_file() and args.folder.suffix == ".json":  # a corpus index: --scenes picks scenes
+        jobs = [(Path(src.pan), Path(src.ms), (src.name or "").split("/")[-1], src.sensor, src.bands, src.scale, src.gt)
+                for src in corpus_sources(args.folder, scenes=args.scenes or None)]
+    else:
+        if not args.folder.is_dir():
+            raise SystemExit(f"no such folder: {args.folder}")
+        jobs = [(pan, ms, stem, args.sensor, None, None, None) for pan, ms, stem in find_pairs(args.folder)]
+    if not jobs:
+        raise SystemExit(f"no scenes to score in {args.folder}")
     net = model_from(args.model, args.manifest)
     per_sensor: Dict[str, Dict[str, List[Dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
     per_scene = {}
-    for pan, ms, stem in pairs:
-        sensor, scores = score_scene(pan, ms, args.sensor, net, args.methods, tuple(args.rows))
+    for pan, ms, stem, sensor_arg, bands, scale, gt in jobs:
+        sensor, scores = score_scene(pan, ms, sensor_arg, net, args.methods, tuple(args.rows), bands, scale, gt)
         per_scene[stem] = {"sensor": sensor, "scores": scores}
         for name, sc in scores.items():
             per_sensor[sensor][name].append(sc)

@@ -126,3 +126,27 @@ def test_the_shipped_training_config_reads_the_real_corpus():
     assert {s.name for s in val} & {s.name for s in tr} == set()
     assert {s.sensor for s in val} == {"wv2", "wv3", "gf2"}
     assert not {s.sensor for s in tr} & {"spot6", "pleiades"}  # unseen sensors kept for adaptation
+
+
+def test_eval_heldout_reads_a_corpus_index_with_per_scene_bands_and_bit_depth(tmp_path, capsys):
+    import importlib.util
+
+    from conftest import REPO
+    from pantiny.models import build_model
+    from pantiny.weights import save_weights
+
+    spec = importlib.util.spec_from_file_location("eval_heldout", REPO / "benchmarks" / "eval_heldout.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    index, _ = _corpus(tmp_path)
+    torch.manual_seed(0)
+    w = tmp_path / "w.safetensors"
+    save_weights(build_model("pantiny-small"), w, architecture="pantiny-small")
+    assert mod.main([str(w), str(index), "--scenes", "a", "c", "--methods", "brovey",
+                     "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "### wv2: 1 scene(s)" in out and "### gf2: 1 scene(s)" in out
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert set(scores) == {"a", "c"} and scores["a"]["sensor"] == "wv2"
+    # the 8-bit R,G,B,NIR scene is scored on its own scale: EXP PSNR is a sane number, not ~18 dB low
+    assert 20 < scores["a"]["scores"]["EXP"]["psnr"] < 60

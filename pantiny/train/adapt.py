@@ -29,7 +29,7 @@ _log = logging.getLogger("pantiny")
 
 #: Defaults chosen for CPU: a 1024x1024 scene adapts in well under a minute on 2 cores.
 DEFAULTS: Dict[str, Any] = dict(steps=80, crop=96, batch=4, lr=1e-4, seed=0, patience=25, min_delta=1e-3,
-                                spectral=1.0, spatial=1.0)
+                                spectral=1.0, spatial=1.0, match=False)
 
 
 def _draw_crops(scene: Any, n: int, crop: int, rng: np.random.Generator, tries: int = 50
@@ -58,7 +58,7 @@ def adapt_source(model: nn.Module, scene: Any, *, steps: int = DEFAULTS["steps"]
                  batch: int = DEFAULTS["batch"], lr: float = DEFAULTS["lr"], seed: int = DEFAULTS["seed"],
                  patience: int = DEFAULTS["patience"], min_delta: float = DEFAULTS["min_delta"],
                  spectral: float = DEFAULTS["spectral"], spatial: float = DEFAULTS["spatial"],
-                 device: "torch.device | str" = "cpu", progress: bool = False,
+                 match: bool = DEFAULTS["match"], device: "torch.device | str" = "cpu", progress: bool = False,
                  history: Optional[List[Dict[str, float]]] = None) -> nn.Module:
     """A copy of ``model`` fine-tuned on ``scene`` (a :class:`pantiny.api.Scene`); ``model`` itself is
     left unchanged. ``history`` (a list), when given, receives one record per step (loss terms)."""
@@ -71,7 +71,7 @@ def adapt_source(model: nn.Module, scene: Any, *, steps: int = DEFAULTS["steps"]
         raise InputError(f"the scene ({src.height}x{src.width}) is too small to adapt on (need >= {8 * r} px)")
     crop -= crop % r
     loss_fn = FullResolutionLoss(tuple(scene.sensor.model_mtf), r, spectral, spatial,  # type: ignore[arg-type]
-                                 margin=min(8, (crop // 4) // r * r) or r)
+                                 margin=min(8, (crop // 4) // r * r) or r, match=match)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = copy.deepcopy(model).to(device).float()

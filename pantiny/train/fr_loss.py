@@ -60,6 +60,7 @@ class FullResolutionLoss:
     spatial: float = 1.0
     window: int = 0
     margin: int = 8
+    match: bool = False  # True: |rho_ref - rho| (ask for the MS's own structure, like D_s), else relu
 
     def __post_init__(self) -> None:
         if min(self.spectral, self.spatial) < 0 or self.spectral == self.spatial == 0:
@@ -92,7 +93,8 @@ class FullResolutionLoss:
             rho_ref = self.reference(ms_up, pan)
         rho = local_correlation(fused, pan, self.win)
         inner = (slice(None), slice(None), slice(m, rho.shape[-2] - m), slice(m, rho.shape[-1] - m))
-        spat = F.relu(rho_ref[inner] - rho[inner]).mean()
+        gap = rho_ref[inner] - rho[inner]
+        spat = (gap.abs() if self.match else F.relu(gap)).mean()
         total = self.spectral * spec + self.spatial * spat
         return total, {"spectral": float(spec.detach()), "spatial": float(spat.detach())}
 

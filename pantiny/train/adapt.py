@@ -29,7 +29,7 @@ _log = logging.getLogger("pantiny")
 
 #: Defaults chosen for CPU: a 1024x1024 scene adapts in well under a minute on 2 cores.
 DEFAULTS: Dict[str, Any] = dict(steps=80, crop=96, batch=4, lr=1e-4, seed=0, patience=25, min_delta=1e-3,
-                                spectral=1.0, spatial=1.0, match=False)
+                                spectral=1.0, spatial=1.0, match=True)
 
 
 def _draw_crops(scene: Any, n: int, crop: int, rng: np.random.Generator, tries: int = 50

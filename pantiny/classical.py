@@ -195,6 +195,19 @@ def _cs_apply(ms_up: torch.Tensor, pan: torch.Tensor, state: State) -> torch.Ten
 
 # --- Brovey -------------------------------------------------------------------------------------
 
+def _weighted_intensity_fit(method: str, ms_lr: torch.Tensor, pan_lr: torch.Tensor, options: Mapping[str, Any],
+                            match_default: bool) -> Tuple[torch.Tensor, float, float]:
+    """Options ``weights`` / ``match`` of Brovey and IHS: intensity weights ``w`` and the PAN gain and
+    offset ``(a, b)`` that moment-match PAN to ``I = sum_k w_k MS_k`` (1, 0 without matching)."""
+    _check_options(method, options, ("weights", "match"))
+    w = _parse_weights(method, options.get("weights"))
+    a, b = 1.0, 0.0
+    if _check_bool(method, "match", options.get("match", match_default)):
+        x, p = _samples(ms_lr, pan_lr)
+        a, b = _match(p, x @ w)
+    return w, a, b
+
+
 def brovey_fit(ms_lr: torch.Tensor, pan_lr: torch.Tensor, sensor: Sensor, **options: Any) -> State:
     """Weighted Brovey transform, as GDAL's ``VRTPansharpenedDataset`` "WeightedBrovey".
 
@@ -215,12 +228,7 @@ def brovey_fit(ms_lr: torch.Tensor, pan_lr: torch.Tensor, sensor: Sensor, **opti
 
     Reference: Gillespie, Kahle & Walker 1987 (Brovey transform); GDAL ``gdalpansharpen.cpp``.
     """
-    _check_options("brovey", options, ("weights", "match"))
-    w = _parse_weights("brovey", options.get("weights"))
-    a, b = 1.0, 0.0
-    if _check_bool("brovey", "match", options.get("match", False)):
-        x, p = _samples(ms_lr, pan_lr)
-        a, b = _match(p, x @ w)
+    w, a, b = _weighted_intensity_fit("brovey", ms_lr, pan_lr, options, match_default=False)
     return {"w": w, "a": a, "b": b}
 
 
@@ -252,12 +260,7 @@ def ihs_fit(ms_lr: torch.Tensor, pan_lr: torch.Tensor, sensor: Sensor, **options
     Reference: Tu, Su, Shyu & Huang 2001, "A new look at IHS-like image fusion methods",
     Information Fusion 2(3):177-186.
     """
-    _check_options("ihs", options, ("weights", "match"))
-    w = _parse_weights("ihs", options.get("weights"))
-    a, b = 1.0, 0.0
-    if _check_bool("ihs", "match", options.get("match", True)):
-        x, p = _samples(ms_lr, pan_lr)
-        a, b = _match(p, x @ w)
+    w, a, b = _weighted_intensity_fit("ihs", ms_lr, pan_lr, options, match_default=True)
     return {"w": w, "c": 0.0, "a": a, "b": b, "g": _vec([1.0] * N_BANDS)}
 
 

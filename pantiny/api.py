@@ -17,7 +17,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import io as rio_io
@@ -29,7 +28,7 @@ from .readers import ArrayRaster, GeoTIFFRaster, Raster
 from .windows import Window
 from .normalize import choose_scale, from_unit, scale_warnings, to_unit
 from .resample import upsample
-from .sensors import Sensor, get_sensor, resolve_bands
+from .sensors import Sensor, resolve_bands
 from .scene_attention import attention_layers, scene_attention
 from .tiling import Tile, count_tiles, run_tiled
 
@@ -72,14 +71,13 @@ def _check_finite(x: np.ndarray, what: str, invalid: Optional[np.ndarray]) -> No
 class SceneStats:
     """What one pass over the MS (and a pooled PAN) says about a scene, nodata excluded.
 
-    ``ms_mean``/``ms_std`` per band (DN), ``ms_max`` over bands (DN), ``valid_fraction`` of MS pixels,
-    ``pan_std`` of the PAN averaged onto the MS grid (DN).
+    ``ms_mean``/``ms_std`` per band (DN), ``ms_max`` over bands (DN), ``pan_std`` of the PAN averaged
+    onto the MS grid (DN).
     """
 
     ms_mean: np.ndarray
     ms_std: np.ndarray
     ms_max: float
-    valid_fraction: float
     pan_std: float
 
 
@@ -100,6 +98,7 @@ class _SceneSource:
     pan_nodata: Optional[float]
     ms_nodata: Optional[float]
     ms_fill: Optional[np.ndarray] = None  # per-channel DN for pixels deep inside MS holes
+    _pan_lr: Optional[Tuple[np.ndarray, np.ndarray]] = None  # cached _pan_overview()
 
     @property
     def height(self) -> int:
@@ -169,11 +168,18 @@ class _SceneSource:
         std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
         pan_lr, ok = self._pan_overview()
         pv = pan_lr[ok]
-        return SceneStats(mean, std, mx, n / float(mh * mw), float(pv.std()) if pv.size else 0.0)
+        return SceneStats(mean, std, mx, float(pv.std()) if pv.size else 0.0)
 
     def _pan_overview(self) -> Tuple[np.ndarray, np.ndarray]:
         """PAN averaged over each MS pixel's ratio x ratio block, nodata excluded: ``(mean DN (h,w)
-        float64, ok (h,w) bool: the block has a valid pixel)``; read in strips (bounded memory)."""
+        float64, ok (h,w) bool: the block has a valid pixel)``; read in strips (bounded memory), once
+        per scene: the scene statistics and the classical fits both use it (MS-grid sized, 1/16 of a
+        PAN band's pixels)."""
+        if self._pan_lr is None:
+            self._pan_lr = self._read_pan_overview()
+        return self._pan_lr
+
+    def _read_pan_overview(self) -> Tuple[np.ndarray, np.ndarray]:
         r = self.ratio
         mh, mw = self.reader.ms_hw
         ph, pw = self.reader.pan_hw
@@ -181,12 +187,9 @@ class _SceneSource:
         ok = np.zeros((mh, mw), bool)
         for a, b in self._strips(max(1, 512 // r)):  # 512 PAN rows at a time
             pan = self.reader.read_pan(a * r, 0, min(ph, b * r) - a * r, pw)[0].astype(np.float64)
-            good = np.ones(pan.shape, bool)
             bad = invalid_mask(pan[None], self.pan_nodata)
-            if bad is not None:
-                good = ~bad
-            if not np.isfinite(pan[good]).all():
-                raise InputError("PAN contains NaN or infinite values; mask them as nodata first")
+            _check_finite(pan[None], "PAN", bad)
+            good = np.ones(pan.shape, bool) if bad is None else ~bad
             hh, ww = (b - a) * r, mw * r
             vals = np.zeros((hh, ww))
             cnt = np.zeros((hh, ww))
@@ -207,7 +210,7 @@ class _SceneSource:
         bad = invalid_mask(ms, self.ms_nodata)
         pan_lr, ok = self._pan_overview()
         if bad is not None:
-            ok &= ~bad
+            ok = ok & ~bad  # not in place: the overview is cached
         ms_u = to_unit(ms, self.scale)
         pan_u = torch.from_numpy((pan_lr / self.scale).astype(np.float32))[None]
         if not ok.all():
@@ -291,14 +294,12 @@ def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, sour
 
 @dataclass
 class Scene:
-    """A PAN/MS pair ready for fusion or adaptation: the normalised tile source, the sensor, the model
-    band indices, the PAN raster (georeferencing) and the scene statistics."""
+    """A PAN/MS pair ready for fusion or adaptation: the normalised tile source (its first four
+    channels are the model bands), the sensor and the PAN raster (georeferencing)."""
 
     source: "_SceneSource"
     sensor: Sensor
-    model_bands: Tuple[int, int, int, int]
     pan: Raster
-    stats: SceneStats
 
 
 def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = None,
@@ -350,7 +351,7 @@ def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, N
         which = "MS" if not (st.ms_std[:4] > 0).any() else "PAN"
         warnings.warn(f"the {which} has zero variance (a constant image): there is no spatial or spectral "
                       "information to fuse, so the result is not meaningful", stacklevel=3)
-    return Scene(source, sens, tuple(model_idx), pan_r, st)  # type: ignore[arg-type]
+    return Scene(source, sens, pan_r)
 
 
 # --- public API ---------------------------------------------------------------------------------
@@ -418,15 +419,7 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
     ms_nodata, pan_nodata = source.ms_nodata, source.pan_nodata
     dev = pick_device(device)
     if adapt:
-        from .train.adapt import adapt_source
-
-        base = model if isinstance(model, nn.Module) else None
-        if base is None:
-            from .weights import load_model
-
-            base = load_model(model, device=dev)
-        opts = dict(adapt) if isinstance(adapt, dict) else {}
-        model = adapt_source(base, scene, device=dev, progress=progress, **opts)
+        model = _adapted(model, scene, dev, progress, dict(adapt) if isinstance(adapt, dict) else {})
     fuse, net = _fuser(method, model, dev, source, sens, method_options, other_bands, overlap)
     bs = batch_size or (4 if dev.type == "cuda" else 1)
     order = np.argsort(source.channels)  # back to the input's band order
@@ -484,17 +477,13 @@ def adapt(pan: ArrayLike, ms: ArrayLike, *, model: Union[str, nn.Module] = "pant
     ``lr`` (1e-4), ``seed`` (0), ``patience`` (25), ``min_delta`` (1e-3), loss weights ``spectral``
     and ``spatial`` (1, 1); see :mod:`pantiny.train.adapt`. Same seed, same weights.
     """
-    from .train.adapt import adapt_source
-    from .weights import load_model
-
     scene = prepare_scene(pan, ms, sensor=sensor, bands=bands, ratio=ratio, scale=scale, nodata=nodata)
-    dev = pick_device(device)
-    base = model if isinstance(model, nn.Module) else load_model(model, device=dev)
-    net = adapt_source(base, scene, device=dev, progress=progress, **options)
+    net = _adapted(model, scene, pick_device(device), progress, options)
     if out is not None:
+        from .models import MODELS
         from .weights import save_weights, sha256_file, upsert_manifest_entry
 
-        arch = next((a for a, cls in _model_classes().items() if type(net) is cls), None)
+        arch = next((a for a, cls in MODELS.items() if type(net) is cls), None)
         if arch is None:
             raise InputError(f"cannot save a {type(net).__name__}: not a registered architecture")
         info = save_weights(net, out, architecture=arch, metadata={"adapted_on": str(pan)})
@@ -505,10 +494,14 @@ def adapt(pan: ArrayLike, ms: ArrayLike, *, model: Union[str, nn.Module] = "pant
     return net
 
 
-def _model_classes() -> Dict[str, type]:
-    from .models import MODELS
+def _adapted(model: Union[str, nn.Module], scene: Scene, device: torch.device, progress: bool,
+             options: Dict[str, Any]) -> nn.Module:
+    """``model`` (a module, or weights to load) adapted to ``scene`` (:mod:`pantiny.train.adapt`)."""
+    from .train.adapt import adapt_source
+    from .weights import load_model
 
-    return dict(MODELS)  # type: ignore[arg-type]
+    base = model if isinstance(model, nn.Module) else load_model(model, device=device)
+    return adapt_source(base, scene, device=device, progress=progress, **options)
 
 
 def _avoid_nodata(y: np.ndarray, valid: np.ndarray, nodata: float) -> None:

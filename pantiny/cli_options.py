@@ -7,7 +7,7 @@ everywhere; values are validated by argparse (a bad value is a usage error, exit
 from __future__ import annotations
 
 import argparse
-from typing import List, Optional, Sequence
+from typing import List
 
 from .choices import ATTENTION, CLASSICAL_METHODS, MODEL_METHODS, OTHER_BANDS
 
@@ -64,6 +64,14 @@ def add_scale(p: argparse.ArgumentParser, what: str = "DN mapped to 1.0") -> Non
                    help=f"{what} (default: from the data type and sensor, see the README)")
 
 
+def add_model(p: argparse.ArgumentParser, what: str = "manifest name or .safetensors path") -> None:
+    p.add_argument("--model", default="pantiny-big", help=f"{what} (default: %(default)s; see `pantiny info`)")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default: %(default)s)")
+
+
 def add_nodata(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodata", type=float, default=None, help="override the inputs' nodata value")
 
@@ -90,9 +98,3 @@ def add_attention(p: argparse.ArgumentParser) -> None:
 def add_other_bands(p: argparse.ArgumentParser) -> None:
     p.add_argument("--other-bands", default=OTHER_BANDS[0], choices=OTHER_BANDS,
                    help="non-model MS bands: drop (default), upsample, or ratio-sharpen")
-
-
-def choices_help(values: Sequence[str], default: Optional[str] = None) -> str:
-    """``"a, b or c (default: a)"`` for help texts."""
-    s = ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
-    return s + (f" (default: {default})" if default else "")

@@ -147,11 +147,7 @@ class AtomicGeoTIFFWriter:
         for p in protect:
             if Path(p).exists() and self.path.exists() and os.path.samefile(p, self.path):
                 raise InputError(f"refusing to write the output over an input file: {self.path}")
-        if self.path.exists() and not overwrite:
-            raise FileExistsError(f"output exists: {self.path} (use overwrite)")
-        if not self.path.parent.is_dir():
-            raise FileNotFoundError(f"output folder does not exist: {self.path.parent}")
-        self.overwrite = overwrite
+        self.overwrite = overwrite  # the folder and an existing output are checked by atomic_path
         block = 256 if min(height, width) >= 256 else 16 * max(1, min(height, width) // 16)
         self.profile = dict(driver="GTiff", count=count, height=height, width=width, dtype=np.dtype(dtype).name,
                             crs=crs, transform=transform, nodata=nodata, compress=compress,

@@ -83,13 +83,6 @@ class GeoTIFFRaster(Raster):
 
         return read(self.path, window, bands=bands)
 
-    def read_overview(self, out_shape: Tuple[int, int], bands: Optional[Sequence[int]] = None,
-                      resampling: str = "average") -> np.ndarray:
-        """The whole raster resampled on read to ``out_shape`` (GDAL overviews when present)."""
-        from .io import read
-
-        return read(self.path, None, bands=bands, out_shape=out_shape, resampling=resampling)
-
 
 def open_raster(x: Any, name: str) -> Raster:
     """A :class:`Raster` for a numpy array, a torch tensor or a file path."""

@@ -78,12 +78,6 @@ class WeightsEntry:
     description: str = ""
     extra: Dict[str, Any] = field(default_factory=dict)  # training data, schedule, metrics, hf, ...
 
-    @property
-    def tag(self) -> Optional[str]:
-        """The part after ``architecture.`` (None for a plain name)."""
-        prefix = self.architecture + "."
-        return self.name[len(prefix):] if self.name.startswith(prefix) else None
-
     @classmethod
     def from_dict(cls, d: Any, where: str = "manifest") -> "WeightsEntry":
         if not isinstance(d, dict):
@@ -122,6 +116,11 @@ def load_manifest(path: Optional[PathLike] = None) -> Dict[str, Any]:
     Every entry must be a valid :class:`WeightsEntry`, names must be unique, and ``default`` must
     name an entry: so a default model always resolves.
     """
+    return _read_manifest(path)[0]
+
+
+def _read_manifest(path: Optional[PathLike]) -> Tuple[Dict[str, Any], List[WeightsEntry]]:
+    """The manifest as parsed JSON and as validated entries (one read, one validation)."""
     p = Path(path) if path is not None else MANIFEST_PATH
     if not p.is_file():
         raise FileNotFoundError(f"weights manifest not found: {p}")
@@ -138,13 +137,12 @@ def load_manifest(path: Optional[PathLike] = None) -> Dict[str, Any]:
     default = manifest.get("default")
     if entries and default not in names:
         raise WeightsError(f"weights manifest {p}: default {default!r} names no entry (entries: {', '.join(names)})")
-    return manifest
+    return manifest, entries
 
 
 def manifest_entries(path: Optional[PathLike] = None) -> List[WeightsEntry]:
     """The manifest's entries, typed."""
-    p = Path(path) if path is not None else MANIFEST_PATH
-    return [WeightsEntry.from_dict(e, str(p)) for e in load_manifest(path)["models"]]
+    return _read_manifest(path)[1]
 
 
 def list_models(pretrained: bool = False, manifest_path: Optional[PathLike] = None) -> List[str]:
@@ -158,13 +156,15 @@ def resolve_model_name(name: str, manifest_path: Optional[PathLike] = None) -> s
     """The entry a model name stands for: an entry name as is; an architecture name (``"pantiny-big"``)
     -> the manifest's default when it has that architecture, else that architecture's only entry
     (timm's ``arch`` -> ``arch.default_tag``); a legacy name -> its new name, with a FutureWarning."""
-    manifest = load_manifest(manifest_path)
-    entries = [WeightsEntry.from_dict(e) for e in manifest["models"]]
+    return _resolve(name, *_read_manifest(manifest_path))
+
+
+def _resolve(name: str, manifest: Dict[str, Any], entries: List[WeightsEntry]) -> str:
     names = {e.name for e in entries}
     if name in names:
         return name
     if name in LEGACY_NAMES and LEGACY_NAMES[name] in names:
-        warnings.warn(f"weights name {name!r} is deprecated: use {LEGACY_NAMES[name]!r}", FutureWarning, stacklevel=3)
+        warnings.warn(f"weights name {name!r} is deprecated: use {LEGACY_NAMES[name]!r}", FutureWarning, stacklevel=4)
         return LEGACY_NAMES[name]
     if name in MODELS:
         of_arch = [e.name for e in entries if e.architecture == name]
@@ -183,11 +183,9 @@ def resolve_model_name(name: str, manifest_path: Optional[PathLike] = None) -> s
 
 def manifest_entry(name: str, manifest_path: Optional[PathLike] = None) -> Dict[str, Any]:
     """The manifest entry that ``name`` resolves to (:func:`resolve_model_name`), as a dict."""
-    resolved = resolve_model_name(name, manifest_path)
-    for entry in load_manifest(manifest_path)["models"]:
-        if entry.get("name") == resolved:
-            return entry
-    raise AssertionError(resolved)  # pragma: no cover - resolve_model_name only returns entry names
+    manifest, entries = _read_manifest(manifest_path)
+    resolved = _resolve(name, manifest, entries)
+    return next(e for e in manifest["models"] if e["name"] == resolved)
 
 
 def upsert_manifest_entry(entry: Dict[str, Any], manifest_path: Optional[PathLike] = None) -> Path:

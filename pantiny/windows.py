@@ -18,10 +18,3 @@ class Window(NamedTuple):
     height: int
     width: int
 
-    @property
-    def rows(self) -> slice:
-        return slice(self.row, self.row + self.height)
-
-    @property
-    def cols(self) -> slice:
-        return slice(self.col, self.col + self.width)

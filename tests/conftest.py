@@ -149,3 +149,13 @@ class Identity(torch.nn.Module):
 @pytest.fixture()
 def identity_model():
     return Identity()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors on a shared 2-core machine: one torch thread avoids OpenMP contention
+    (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -202,3 +202,13 @@ def test_no_overwrite_never_replaces_a_file_that_appears_while_writing(tmp_path)
             open(tmp, "wb").write(b"new")
             target.write_bytes(b"theirs")  # another writer finished first
     assert target.read_bytes() == b"theirs" and sorted(os.listdir(tmp_path)) == ["x.bin"]
+
+
+def test_no_overwrite_refuses_an_existing_output_and_leaves_it(tmp_path, tif_pair):
+    pan, ms = tif_pair
+    out = tmp_path / "f.tif"
+    out.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match="output exists"):
+        pansharpen(str(pan), str(ms), method="brovey", out=out, overwrite=False)
+    assert out.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tif", "scene_ms.tif", "scene_pan.tif"]

@@ -8,14 +8,13 @@ only the requested rows are read (rasterio windows).
 
 from __future__ import annotations
 
-import math
 import os
-from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from ..errors import InputError
+from ..nodata import invalid_mask
 from ..readers import Raster, open_raster
 from ..windows import Window
 
@@ -158,9 +157,10 @@ class ScoredSource(RowSource):
         (None when there is no nodata value)."""
         a = np.asarray(self.src._read(r0, r1), dtype=np.float64)
         bad = None
-        if self.nodata is not None:
-            nd = float(self.nodata)
-            bad = (np.isnan(a) if math.isnan(nd) else (a == nd)).all(0)
+        if self.nodata is not None:  # the pipeline's rule: all bands equal nodata (or all NaN)
+            bad = invalid_mask(a, float(self.nodata))
+            if bad is None:
+                bad = np.zeros(a.shape[1:], bool)
             a = np.where(bad[None], 0.0, a)
         if not np.isfinite(a).all():
             raise InputError(f"{self.name} contains NaN or infinite values (rows {r0}..{r1 - 1}); "

@@ -85,7 +85,7 @@ def adapt_source(model: nn.Module, scene: Any, *, steps: int = DEFAULTS["steps"]
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, unit="step", desc="adapting")
-    best, ema, since = float("inf"), None, 0
+    best, ema, since, first = float("inf"), None, 0, float("nan")
     t0 = time.perf_counter()
     done = 0
     try:
@@ -102,6 +102,8 @@ def adapt_source(model: nn.Module, scene: Any, *, steps: int = DEFAULTS["steps"]
             opt.step()
             value = float(loss.detach())
             done = step + 1
+            if step == 0:
+                first = value
             if history is not None:
                 history.append({"step": done, "loss": value, **terms})
             ema = value if ema is None else 0.9 * ema + 0.1 * value
@@ -118,6 +120,5 @@ def adapt_source(model: nn.Module, scene: Any, *, steps: int = DEFAULTS["steps"]
         if bar is not None:
             bar.close()
     _log.info("adapted on the scene: %d steps of %d crops %dx%d in %.1f s, loss %.4f -> %.4f",
-              done, batch, crop, crop, time.perf_counter() - t0,
-              history[0]["loss"] if history else float("nan"), ema if ema is not None else float("nan"))
+              done, batch, crop, crop, time.perf_counter() - t0, first, ema if ema is not None else float("nan"))
     return net.eval()

@@ -26,7 +26,7 @@ rounding, ~6e-6), the upsampled MS (PAN detail removed) ~0.50 and spectrally dis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -109,7 +109,3 @@ class FullResolutionLoss:
         total = self.spectral * spec + self.spatial * spat
         return total, {"spectral": float(spec.detach()), "spatial": float(spat.detach())}
 
-
-def fr_loss_for(mtf: Sequence[float], ratio: int = 4, **weights: float) -> FullResolutionLoss:
-    """The loss for a sensor's model-band gains (``Sensor.model_mtf``)."""
-    return FullResolutionLoss(tuple(float(g) for g in mtf), ratio, **weights)  # type: ignore[arg-type]

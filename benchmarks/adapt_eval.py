@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import torch

@@ -144,7 +144,7 @@ def main() -> None:
     except ImportError:
         pass
 
-    print(f"\n| method | seconds | MPix/s | speed vs exp |\n|---|---:|---:|---:|")
+    print("\n| method | seconds | MPix/s | speed vs exp |\n|---|---:|---:|---:|")
     for label, t in rows:
         print(f"| {label} | {t:.2f} | {mpix / t:.3f} | {t_exp / t:.4f} |")
 
@@ -152,7 +152,7 @@ def main() -> None:
         return
     print("\npeak RSS of a child process fusing GeoTIFF -> GeoTIFF (pantiny-big, attention=tile):")
     idle = child_rss(_CHILD_IDLE)["maxrss_kib"] / 1024
-    print(f"| scene | MPix | float32 scene size (MiB) | seconds | peak RSS (MiB) | RSS above idle import (MiB) |")
+    print("| scene | MPix | float32 scene size (MiB) | seconds | peak RSS (MiB) | RSS above idle import (MiB) |")
     print("|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for size in (args.size, 2 * args.size):

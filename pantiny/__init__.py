@@ -5,6 +5,7 @@ Public API (imported lazily so ``import pantiny`` stays cheap):
 * :func:`pantiny.pansharpen` - fuse PAN + MS (arrays, tensors or GeoTIFF paths).
 * :func:`pantiny.adapt` - fine-tune the model on a scene at full resolution (no reference needed).
 * :func:`pantiny.qnr` - full-resolution no-reference quality (D_lambda, D_s, QNR, HQNR).
+* :func:`pantiny.quicklook` - a natural-colour PNG preview of a fused GeoTIFF (numpy + rasterio only).
 * :func:`pantiny.load_model` - a model with its verified weights.
 * :func:`pantiny.list_models` - architectures, or (``pretrained=True``) every shipped weights entry.
 """
@@ -19,6 +20,7 @@ _LAZY = {
     "load_model": ("pantiny.weights", "load_model"),
     "list_models": ("pantiny.weights", "list_models"),
     "qnr": ("pantiny.metrics", "qnr"),
+    "quicklook": ("pantiny.preview", "quicklook"),
 }
 
 __all__ = ["__version__", *_LAZY]

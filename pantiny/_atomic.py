@@ -1,6 +1,7 @@
 """The one atomic-write helper: write to a temporary file beside the target, then rename.
 
-Used for fused GeoTIFFs, weights, manifests and training checkpoints. The temporary file gets the
+Used for fused GeoTIFFs, weights, manifests and training checkpoints; :func:`scratch_path` gives
+intermediate files (the GeoTIFF a COG is made from) the same home and cleanup. The temporary file gets the
 permissions a plain ``open()`` would give (``0o666 & ~umask``; ``mkstemp`` alone makes it 0600, and
 the rename would keep that). Optionally an exclusive lock on ``.<name>.lock`` guards the target
 against a second concurrent writer, which then fails at once instead of silently racing.
@@ -92,6 +93,22 @@ def atomic_path(path: PathLike, *, overwrite: bool = True, lock: bool = False,
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+
+@contextmanager
+def scratch_path(path: PathLike, *, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temporary path beside ``path`` for an intermediate file, always removed afterwards.
+
+    Beside the target (not in ``/tmp``) because intermediates of large rasters need the target's disk.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 @contextmanager

@@ -20,17 +20,19 @@ import torch
 from torch import nn
 
 from . import io as rio_io
+from .align import align_pair
 from .choices import ATTENTION, MODEL_METHODS, OTHER_BANDS, UPSAMPLING, check
 from .devices import pick_device
 from .errors import InputError, ModelOutputError
 from .nodata import FILL_STEPS, fill_holes, invalid_mask
-from .readers import ArrayRaster, GeoTIFFRaster, Raster
-from .windows import Window
 from .normalize import choose_scale, from_unit, scale_warnings, to_unit
+from .products import ProductInfo, describe_product, model_band_indices, read_gdal_metadata
+from .readers import ArrayRaster, GeoTIFFRaster, Raster
 from .resample import upsample
-from .sensors import Sensor, resolve_bands
 from .scene_attention import attention_layers, scene_attention
+from .sensors import Sensor, get_sensor, resolve_bands, with_band_names
 from .tiling import Tile, count_tiles, run_tiled
+from .windows import Window
 
 _log = logging.getLogger("pantiny")
 
@@ -233,6 +235,15 @@ def _to_numpy(x: Union[np.ndarray, torch.Tensor], what: str, ndim_2d_ok: bool) -
     return a
 
 
+def _product_of(ms: GeoTIFFRaster) -> ProductInfo:
+    """Vendor metadata of the MS file (sensor, bit depth, band names), logged when found."""
+    imagery, descriptions = read_gdal_metadata(ms.path)
+    info = describe_product(ms.path, ms.tags, imagery, descriptions)
+    if info.source:
+        _log.info("metadata: %s", info.summary())
+    return info
+
+
 def _is_path(x: Any) -> bool:
     return isinstance(x, (str, os.PathLike))
 
@@ -302,7 +313,7 @@ class Scene:
     pan: Raster
 
 
-def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = None,
+def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = "auto",
                   bands: Optional[Sequence[int]] = None, ratio: int = 4, scale: Optional[float] = None,
                   upsampling: str = "bicubic", other_bands: str = "drop", nodata: Optional[float] = None) -> Scene:
     """Read, check and describe a scene (steps *read, bands, normalise* of :func:`pansharpen`, whose
@@ -311,12 +322,31 @@ def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, N
         raise InputError(f"ratio must be a positive integer, got {ratio!r}")
     if _is_path(pan) != _is_path(ms):
         raise InputError("pass PAN and MS both as arrays/tensors or both as file paths")
-    sensor_tagged = False
+    if isinstance(sensor, str) and sensor.strip().lower() == "auto":
+        sensor = None
+    sensor_from = "given" if sensor is not None else None
+    product = None
     if _is_path(pan):
         pan_r, ms_r = GeoTIFFRaster(pan, "PAN"), GeoTIFFRaster(ms, "MS")
-        rio_io.check_pair(pan_r.info, ms_r.info, ratio)
-        if sensor is None and "SENSOR" in ms_r.tags:
-            sensor, sensor_tagged = ms_r.tags["SENSOR"], True
+        product = _product_of(ms_r)
+        aligned = align_pair(pan_r, ms_r, ratio)
+        if aligned.note:
+            _log.info(aligned.note)
+        pan_r, ms_r = aligned.pan, aligned.ms
+        if sensor is None and product.sensor:
+            sensor, sensor_from = product.sensor, product.source
+        pan_nodata = nodata if nodata is not None else pan_r.nodata
+        ms_nodata = nodata if nodata is not None else ms_r.nodata
+    elif isinstance(pan, Raster) and isinstance(ms, Raster):  # other backends (xarray / Dask)
+        pan_r, ms_r = pan, ms
+        if pan_r.count != 1:
+            raise InputError(f"PAN must have 1 band, got {pan_r.count} (shape {pan_r.shape})")
+        if pan_r.transform is not None and ms_r.transform is not None:
+            rio_io.check_pair(pan_r.info, ms_r.info, ratio)
+        else:
+            rio_io.check_sizes(pan_r.hw, ms_r.hw, ratio)
+        if sensor is None and ms_r.tags.get("SENSOR"):
+            sensor, sensor_from = ms_r.tags["SENSOR"], "SENSOR tag"
         pan_nodata = nodata if nodata is not None else pan_r.nodata
         ms_nodata = nodata if nodata is not None else ms_r.nodata
     else:
@@ -331,7 +361,16 @@ def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, N
     if pan_dtype != reader.dtype and (pan_dtype.kind == "f") != (reader.dtype.kind == "f"):
         raise InputError(f"PAN dtype {pan_dtype} and MS dtype {reader.dtype} differ in kind (int vs float): "
                          "they must share one value scale")
-    sensor_from = "given" if sensor is not None and not sensor_tagged else ("SENSOR tag" if sensor_tagged else None)
+    names = product.band_names if product is not None and bands is None else None
+    if names is not None and len(names) != reader.n_bands:
+        _log.info("ignoring the metadata's band list (%d bands) for an MS of %d bands", len(names), reader.n_bands)
+        names = None
+    if names is not None:
+        if sensor is not None:
+            sensor = with_band_names(get_sensor(sensor), names)
+        else:
+            bands = model_band_indices(names)
+            sensor_from = product.source if bands is not None else None  # type: ignore[union-attr]
     sens, model_idx = resolve_bands(reader.n_bands, sensor, bands)
     if sensor_from is None:
         sensor_from = "explicit bands" if bands is not None else f"guessed from {reader.n_bands} bands"
@@ -339,8 +378,11 @@ def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, N
     source = _SceneSource(reader, list(model_idx) + extras, 1.0, ratio, upsampling, pan_nodata, ms_nodata)
     st = source.stats()
     # A sensor guessed from the band count says nothing about the bit depth: only a named one does.
-    sens_for_scale = sens if sensor_from in ("given", "SENSOR tag") else None
-    sc, why = choose_scale(reader.dtype, sens_for_scale, scale, data_max=st.ms_max)
+    sens_for_scale = sens if sensor is not None else None
+    meta_max = product.max_value if product is not None and scale is None else None
+    sc, why = choose_scale(reader.dtype, sens_for_scale, scale if meta_max is None else meta_max, data_max=st.ms_max)
+    if meta_max is not None:
+        why = f"{product.bits}-bit product per {product.source}"  # type: ignore[union-attr]
     source.scale = sc
     source.ms_fill = st.ms_mean
     _log.info("sensor %s (%s), model bands R,G,B,NIR = MS bands %s, value scale %g (%s)",
@@ -356,7 +398,7 @@ def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, N
 
 # --- public API ---------------------------------------------------------------------------------
 
-def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = None,
+def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = "auto",
                bands: Optional[Sequence[int]] = None, model: Union[str, nn.Module] = "pantiny-big",
                method: str = "pantiny", device: Union[str, torch.device] = "auto", tile: int = 512,
                overlap: int = 64, attention: str = "scene", batch_size: Optional[int] = None, ratio: int = 4,
@@ -364,17 +406,22 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
                nodata: Optional[float] = None, out: Union[str, "os.PathLike[str]", None] = None,
                overwrite: bool = True, progress: bool = False,
                method_options: Optional[Dict[str, Any]] = None,
-               adapt: Union[bool, Dict[str, Any]] = False) -> Union[np.ndarray, torch.Tensor, Path]:
+               adapt: Union[bool, Dict[str, Any]] = False, cog: bool = False,
+               creation_options: Optional[Dict[str, Any]] = None) -> Union[np.ndarray, torch.Tensor, Path]:
     """Fuse a panchromatic band with a multispectral image onto the PAN grid.
 
     Args:
         pan: PAN as (H,W) or (1,H,W) array/tensor, or a GeoTIFF path (1 band).
-        ms: MS as (C,h,w) array/tensor with ``h == ceil(H / ratio)``, or a GeoTIFF path. Both files must
-            share CRS, top-left corner and nested pixel grids (checked). MS pixel ``j`` covers PAN
-            pixels ``ratio*j .. ratio*j + ratio - 1``.
+        ms: MS as (C,h,w) array/tensor with ``h == ceil(H / ratio)``, or a raster path (GeoTIFF, COG,
+            VRT, Maxar ``.TIL``: anything GDAL opens). MS pixel ``j`` covers PAN pixels
+            ``ratio*j .. ratio*j + ratio - 1``. Files that overlap without being nested (another
+            corner, extent or CRS) are aligned by georeferencing (:mod:`pantiny.align`) and fused
+            over their overlap; the output is then on the PAN crop's grid.
         sensor: sensor table key (``"wv2"``, ``"wv3"``, ``"gf2"``, ``"qb"``, ``"ikonos"``, ...): band map, bit
-            depth and MTF. Default: the file's ``SENSOR`` tag, else ``generic`` for 4 bands (B,G,R,NIR)
-            and the WorldView layout for 8 bands.
+            depth and MTF. ``"auto"`` (default; ``None`` too): from the files' metadata
+            (:mod:`pantiny.products`: ``SENSOR`` tag, Maxar ``.IMD``, GaoFen XML, DIMAP, GDAL
+            ``IMAGERY``; bit depth and band order too), else ``generic`` for 4 bands (B,G,R,NIR) and
+            the WorldView layout for 8 bands. The log says what was found.
         bands: explicit 0-based MS indices of the R, G, B, NIR bands (overrides the sensor's map).
         model: manifest name, ``.safetensors`` path, or an ``nn.Module`` taking ``(ms_up, pan)``.
         method: ``"pantiny"`` (the model) or a classical method of :mod:`pantiny.classical`
@@ -399,11 +446,18 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
         nodata: DN marking missing pixels in both inputs (files: default from their metadata). Output
             pixels are nodata where PAN or all MS bands are; valid pixels never equal nodata.
         out: GeoTIFF path to write (PAN grid CRS/transform, MS dtype, tiled+deflate, written to a
-            temporary file then renamed); required to stream scenes larger than memory.
+            temporary file then renamed); required to stream scenes larger than memory. Its bands are
+            described (GDAL band descriptions): the MS file's descriptions, else R, G, B, NIR for the
+            model bands and the sensor's names for the others (:mod:`pantiny.band_names`).
         progress: show a progress bar over tiles.
         adapt: fine-tune the model on this scene first, without a reference
             (:func:`pantiny.adapt`, the full-resolution loss of training stage 2); ``True`` for the
             defaults or a dict of its options (``steps``, ``crop``, ``batch``, ``lr``, ``seed``, ...).
+        cog: write ``out`` as a Cloud Optimized GeoTIFF (GDAL's COG driver: 512 px tiles, averaged
+            overviews, same compression).
+        creation_options: GDAL creation options for ``out`` (of the COG driver with ``cog``, else of
+            GTiff), e.g. ``{"COMPRESS": "ZSTD"}``; they override the defaults. Unknown names or values
+            raise :class:`~pantiny.errors.InputError` before anything is written.
 
     Returns:
         The fused image (C',H,W) in the MS dtype and DN range (a tensor if ``ms`` was a tensor), or
@@ -448,23 +502,29 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
         blend = "ramp" if net is not None and attention == "tile" else "crop"
         strips = run_tiled(source, fuse, tile=tile, overlap=overlap, batch_size=bs, blend=blend, progress=tick)
         if out is None:
+            if cog or creation_options:
+                raise InputError("cog= and creation_options= shape the file written to out=; pass out=")
             result = np.empty((len(order), h, w), reader.dtype)
             for row, fused, valid in strips:
                 result[:, row:row + fused.shape[1]] = finish(fused, valid)
             return torch.from_numpy(result).to(ms.device) if as_tensor else result  # type: ignore[union-attr]
-        if not isinstance(pan_r, GeoTIFFRaster):
+        if pan_r.transform is None:  # arrays: no georeferencing to write
             raise InputError("out= is for GeoTIFF inputs; with arrays, write the returned array yourself")
+        from .band_names import output_band_names  # only file outputs carry band names
+
+        names = output_band_names(source.channels, sens, reader.n_bands, rio_io.raster_info(ms).descriptions)
         with rio_io.AtomicGeoTIFFWriter(out, count=len(order), height=h, width=w, dtype=reader.dtype,
                                         crs=pan_r.crs, transform=pan_r.transform,
                                         nodata=out_nodata, protect=(pan, ms), tags=tags,
-                                        overwrite=overwrite) as writer:
+                                        overwrite=overwrite, cog=cog, creation_options=creation_options,
+                                        descriptions=names) as writer:
             for row, fused, valid in strips:
                 writer.write(row, finish(fused, valid))
         return Path(out)
 
 
 def adapt(pan: ArrayLike, ms: ArrayLike, *, model: Union[str, nn.Module] = "pantiny-big",
-          sensor: Union[str, Sensor, None] = None, bands: Optional[Sequence[int]] = None, ratio: int = 4,
+          sensor: Union[str, Sensor, None] = "auto", bands: Optional[Sequence[int]] = None, ratio: int = 4,
           scale: Optional[float] = None, nodata: Optional[float] = None,
           device: Union[str, torch.device] = "auto", progress: bool = False,
           out: Union[str, "os.PathLike[str]", None] = None, name: Optional[str] = None,
@@ -502,6 +562,16 @@ def _adapted(model: Union[str, nn.Module], scene: Scene, device: torch.device, p
 
     base = model if isinstance(model, nn.Module) else load_model(model, device=device)
     return adapt_source(base, scene, device=device, progress=progress, **options)
+
+
+def _denormalise(fused: np.ndarray, valid: np.ndarray, order: np.ndarray, scale: float, dtype: np.dtype,
+                 nodata: Optional[float]) -> np.ndarray:
+    """Fused unit-range channels (C,h,w) -> DN in ``dtype``, input band order, nodata where invalid."""
+    y = from_unit(torch.from_numpy(fused[order]), scale, dtype)
+    if nodata is not None:
+        _avoid_nodata(y, valid, nodata)
+        y[:, ~valid] = nodata
+    return y
 
 
 def _avoid_nodata(y: np.ndarray, valid: np.ndarray, nodata: float) -> None:

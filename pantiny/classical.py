@@ -48,9 +48,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
 from .mtf import MTF_TAPS, mtf_filter
 from .sensors import MODEL_BANDS, Sensor, get_sensor
-from .errors import InputError
 
 State = Dict[str, Any]
 FitFn = Callable[..., State]

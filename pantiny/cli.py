@@ -18,12 +18,13 @@ from . import __version__
 from . import cli_options as opt
 from .choices import MODEL_METHODS
 from .errors import InputError, PantinyError
+from .report import SceneReport
 
 _PAIR_PATTERNS = (("_pan", "_ms"), ("-pan", "-ms"), ("_PAN", "_MS"), ("_p", "_m"))
 
 
 def _add_fusion_options(p: argparse.ArgumentParser) -> None:
-    opt.add_sensor(p, "the MS file's SENSOR tag, else the band count")
+    opt.add_sensor(p, "auto: from the product's metadata (SENSOR tag, Maxar .IMD, GaoFen XML, DIMAP), else the band count")
     opt.add_bands(p)
     opt.add_model(p)
     opt.add_method(p)
@@ -40,6 +41,14 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapt", action="store_true",
                    help="fine-tune the model on each scene first (full-resolution, no reference; see `pantiny adapt`)")
     p.add_argument("--adapt-steps", type=int, default=None, help="adaptation steps (default: 80, stops early)")
+    opt.add_output_options(p)
+    p.add_argument("--report-qnr", action="store_true",
+                   help="batch mode: add D_lambda, D_s and QNR to each scene's <stem>_fused.json report")
+    p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER_ADDRESS",
+                   help="batch mode: one task per scene on a Dask cluster (needs pantiny[dask]); no address: "
+                        "a local cluster, one worker per core")
+    p.add_argument("--dask-workers", type=int, default=None,
+                   help="workers of the local cluster started by --dask (default: one per core)")
     opt.add_quiet(p)
 
 
@@ -47,7 +56,7 @@ def _fusion_kwargs(args: argparse.Namespace) -> dict:
     return dict(sensor=args.sensor, bands=args.bands, method=args.method, device=args.device, tile=args.tile,
                 overlap=args.overlap, attention=args.attention, batch_size=args.batch_size, ratio=args.ratio,
                 scale=args.scale, other_bands=args.other_bands, nodata=args.nodata,
-                overwrite=not args.no_overwrite,
+                overwrite=not args.no_overwrite, cog=args.cog, creation_options=dict(args.creation_options),
                 adapt=(dict(steps=args.adapt_steps) if args.adapt_steps else True) if args.adapt else False)
 
 
@@ -110,6 +119,8 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
         if not pairs:
             raise FileNotFoundError(f"no <name>_pan.tif / <name>_ms.tif pairs found in {src}")
         out_dir.mkdir(parents=True, exist_ok=True)
+        if args.dask is not None:
+            return _batch_on_dask(args, kwargs, pairs, out_dir, len(orphans))
         if args.method in MODEL_METHODS:  # load and verify the weights once for the whole batch
             from .devices import pick_device
             from .weights import load_model
@@ -117,19 +128,111 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
             kwargs["model"] = load_model(args.model, device=pick_device(args.device))
         else:
             kwargs["model"] = args.model
+        _check_creation_options(args, pairs[0][1])
         failed = 0
         for pan, ms, stem in tqdm(pairs, unit="scene", desc="scenes", disable=args.quiet):
+            report = SceneReport(stem, str(pan), str(ms), str(out_dir / f"{stem}_fused.tif"), args.method,
+                                 model=args.model if args.method in MODEL_METHODS else None, sensor=args.sensor)
             try:
-                pansharpen(str(pan), str(ms), out=out_dir / f"{stem}_fused.tif", progress=False, **kwargs)
+                with report.step("fusion"):
+                    pansharpen(str(pan), str(ms), out=report.output, progress=False, **kwargs)
+                report.describe_output()
+                _products(args, report)
             except (PantinyError, OSError) as e:  # a bug elsewhere stops the batch with its traceback
                 failed += 1
-                tqdm.write(f"pantiny: {stem}: {_one_line(e)}", file=sys.stderr)
+                report.error = _one_line(e)
+                tqdm.write(f"pantiny: {stem}: {report.error}", file=sys.stderr)
+            report.write(out_dir / f"{stem}_fused.json")
         print(f"fused {len(pairs) - failed}/{len(pairs)} scenes into {out_dir}"
               + (f"; {len(orphans)} PAN file(s) without MS skipped" if orphans else ""))
         return 1 if failed or orphans else 0
     if args.ms is None or args.out is None:
         raise InputError("usage: pantiny fuse PAN.tif MS.tif OUT.tif  (or: pantiny fuse IN_FOLDER OUT_FOLDER)")
+    if args.report_qnr:
+        raise InputError("--report-qnr is for batch mode; score one output with: pantiny qnr PAN MS OUT")
+    if args.dask is not None:
+        raise InputError("--dask is for batch mode (pantiny fuse IN_FOLDER OUT_FOLDER --dask); for one large "
+                         "scene use pantiny.xarray.pansharpen")
+    _check_creation_options(args, Path(args.ms))
     out = pansharpen(args.pan, args.ms, out=args.out, model=args.model, progress=not args.quiet, **kwargs)
+    print(f"wrote {out}")
+    if args.quicklook:
+        from .preview import quicklook
+
+        print(f"wrote {quicklook(out, Path(out).with_suffix('.png'))}")
+    return 0
+
+
+def _batch_on_dask(args: argparse.Namespace, kwargs: dict, pairs: List[Tuple[Path, Path, str]], out_dir: Path,
+                   n_orphans: int) -> int:
+    """Batch mode on a Dask cluster (``--dask [ADDRESS]``): each scene a task on a worker; reports,
+    quick-looks and scores are made here as scenes finish."""
+    from tqdm.auto import tqdm
+
+    from .dask_batch import fuse_on_dask
+
+    _check_creation_options(args, pairs[0][1])
+    kwargs = dict(kwargs, model=args.model)  # a name: each worker loads the weights once
+    address = None if args.dask == "local" else args.dask
+    where = f"the Dask scheduler at {address}" if address else "a local Dask cluster"
+    print(f"fusing {len(pairs)} scenes on {where}", file=sys.stderr)
+    inputs = {stem: (pan, ms) for pan, ms, stem in pairs}
+    failed = 0
+    with tqdm(total=len(pairs), unit="scene", desc="scenes", disable=args.quiet) as bar:
+        def done(stem: str, res: dict) -> None:
+            nonlocal failed
+            pan, ms = inputs[stem]
+            report = SceneReport(stem, str(pan), str(ms), res["out"], args.method,
+                                 model=args.model if args.method in MODEL_METHODS else None, sensor=args.sensor)
+            if res["seconds"] is not None:
+                report.seconds["fusion"] = round(res["seconds"], 3)
+            report.error = res["error"]
+            if report.error is None:
+                try:
+                    report.describe_output()
+                    _products(args, report)
+                except (PantinyError, OSError) as e:
+                    report.error = _one_line(e)
+            if report.error is not None:
+                failed += 1
+                tqdm.write(f"pantiny: {stem}: {report.error}", file=sys.stderr)
+            report.write(out_dir / f"{stem}_fused.json")
+            bar.update(1)
+
+        fuse_on_dask(pairs, out_dir, kwargs, address=address, workers=args.dask_workers, on_done=done)
+    print(f"fused {len(pairs) - failed}/{len(pairs)} scenes into {out_dir}"
+          + (f"; {n_orphans} PAN file(s) without MS skipped" if n_orphans else ""))
+    return 1 if failed or n_orphans else 0
+
+
+def _check_creation_options(args: argparse.Namespace, ms: Path) -> None:
+    """Bad ``--co`` options fail before any fusion work (the writer checks again with the real bands)."""
+    if args.creation_options and ms.is_file():
+        from .io import check_creation_options, raster_info
+
+        info = raster_info(ms)
+        check_creation_options(dict(args.creation_options), cog=args.cog, count=info.count, dtype=info.dtype)
+
+
+def _products(args: argparse.Namespace, report: SceneReport) -> None:
+    """The optional products of one fused scene: quick-look PNG, QNR scores (into ``report``)."""
+    if args.quicklook:
+        from .preview import quicklook
+
+        with report.step("quicklook"):
+            report.quicklook = str(quicklook(report.output, Path(report.output).with_suffix(".png")))
+    if args.report_qnr:
+        from .metrics import qnr
+
+        with report.step("scoring"):
+            report.scores = qnr(report.pan, report.ms, report.output, sensor=args.sensor, bands=args.bands,
+                                ratio=args.ratio, nodata=args.nodata).as_dict()
+
+
+def _cmd_quicklook(args: argparse.Namespace) -> int:
+    from .preview import quicklook
+
+    out = quicklook(args.fused, args.out, size=args.size, rgb=args.rgb, panel=args.panel)
     print(f"wrote {out}")
     return 0
 
@@ -212,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_nodata(ad)
     opt.add_quiet(ad)
     ad.set_defaults(func=_cmd_adapt)
+
+    ql = sub.add_parser("quicklook", help="natural-colour PNG preview of a fused GeoTIFF",
+                        description="pantiny quicklook FUSED.tif -o LOOK.png: decimated read, R,G,B from the band "
+                                    "descriptions (else the SENSOR tag, else the band count), 2-98% stretch")
+    ql.add_argument("fused", help="fused GeoTIFF (any multiband raster)")
+    ql.add_argument("-o", "--out", required=True, help="output PNG")
+    ql.add_argument("--size", type=int, default=1024, help="longest side in pixels (default: %(default)s)")
+    ql.add_argument("--rgb", type=opt.parse_rgb, default=None, help="0-based band indices of R,G,B, e.g. 2,1,0")
+    ql.add_argument("--panel", nargs=2, metavar=("PAN", "MS"), default=None,
+                    help="side-by-side PAN | MS (upsampled) | fused comparison")
+    ql.set_defaults(func=_cmd_quicklook)
 
     info = sub.add_parser("info", help="show the weights manifest, the device and the sensors")
     info.add_argument("--manifest", default=None, help="another weights_manifest.json")

@@ -7,7 +7,7 @@ everywhere; values are validated by argparse (a bad value is a usage error, exit
 from __future__ import annotations
 
 import argparse
-from typing import List
+from typing import List, Tuple
 
 from .choices import ATTENTION, CLASSICAL_METHODS, MODEL_METHODS, OTHER_BANDS
 
@@ -24,9 +24,11 @@ def parse_bands(text: str) -> List[int]:
 
 
 def sensor_name(text: str) -> str:
-    """A sensor key known to :mod:`pantiny.sensors` (aliases accepted), lower-cased."""
+    """A sensor key known to :mod:`pantiny.sensors` (aliases accepted), lower-cased, or ``auto``."""
     from .sensors import get_sensor
 
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
         return get_sensor(text).name
     except ValueError as e:
@@ -41,6 +43,25 @@ def positive_float(text: str) -> float:
     if not v > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return v
+
+
+def creation_option(text: str) -> Tuple[str, str]:
+    """``"COMPRESS=LZW"`` -> ``("COMPRESS", "LZW")``: one GDAL creation option (GDAL checks the name)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (a GDAL creation option), got {text!r}")
+    return key.strip(), value.strip()
+
+
+def parse_rgb(text: str) -> List[int]:
+    """``"2,1,0"`` -> ``[2, 1, 0]``: 0-based band indices of red, green and blue."""
+    try:
+        vals = [int(b) for b in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != 3 or min(vals) < 0:
+        raise argparse.ArgumentTypeError(f"expected 3 comma-separated 0-based band indices (R,G,B), got {text!r}")
+    return vals
 
 
 def add_sensor(p: argparse.ArgumentParser, default_help: str = "the MS file's SENSOR tag") -> None:
@@ -98,3 +119,14 @@ def add_attention(p: argparse.ArgumentParser) -> None:
 def add_other_bands(p: argparse.ArgumentParser) -> None:
     p.add_argument("--other-bands", default=OTHER_BANDS[0], choices=OTHER_BANDS,
                    help="non-model MS bands: drop (default), upsample, or ratio-sharpen")
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """GIS products of ``fuse``: COG layout, GDAL creation options, quick-look PNGs."""
+    p.add_argument("--cog", action="store_true",
+                   help="write Cloud Optimized GeoTIFFs (512 px tiles, averaged overviews)")
+    p.add_argument("--co", dest="creation_options", type=creation_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="GDAL creation option of the output (COG driver with --cog, "
+                   "else GTiff), e.g. --co COMPRESS=ZSTD; repeatable; overrides the defaults")
+    p.add_argument("--quicklook", action="store_true",
+                   help="also write a natural-colour PNG preview <output stem>.png next to each output")

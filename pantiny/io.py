@@ -6,19 +6,21 @@ Nothing here knows about models or normalisation; it moves digital numbers betwe
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
+import subprocess
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._atomic import atomic_path
+from ._atomic import atomic_path, scratch_path
 from .errors import GeoreferenceError, InputError
-
 from .windows import Window  # noqa: E402  (re-exported: ``(row, col, height, width)``)
 
 
@@ -35,6 +37,8 @@ class RasterInfo:
     crs: Any
     transform: Any
     tags: Dict[str, str]
+    #: Band descriptions in band order (None where a band has none).
+    descriptions: Tuple[Optional[str], ...] = ()
 
     @property
     def shape(self) -> Tuple[int, int, int]:
@@ -59,7 +63,7 @@ def raster_info(path: "str | os.PathLike[str]") -> RasterInfo:
             if len(dtypes) != 1:
                 raise InputError(f"{p}: bands have mixed data types {sorted(dtypes)}")
             return RasterInfo(str(p), ds.count, ds.height, ds.width, np.dtype(ds.dtypes[0]), ds.nodata,
-                              ds.crs, ds.transform, dict(ds.tags()))
+                              ds.crs, ds.transform, dict(ds.tags()), tuple(ds.descriptions))
     except rio.errors.RasterioIOError as e:
         raise InputError(f"cannot read {p} as a raster: {_gdal_cause(e)}") from None
 
@@ -84,6 +88,22 @@ def read(path: "str | os.PathLike[str]", window: Optional[Window] = None,
         where = f"window (row, col, h, w) = {tuple(window)}" if window is not None else "the whole raster"
         cause = _gdal_cause(e)
         raise InputError(f"cannot read {where} of {path}: the file is truncated or corrupt ({cause})") from None
+
+
+def write_png(path: "str | os.PathLike[str]", rgb: np.ndarray) -> Path:
+    """Write (3,H,W) (or (1,H,W)) uint8 ``rgb`` as a PNG with GDAL's PNG driver, atomically."""
+    rio = _rasterio()
+    import warnings
+
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[0] not in (1, 3):
+        raise InputError(f"a PNG needs (3,H,W) or (1,H,W) uint8 data, got {rgb.dtype} {rgb.shape}")
+    with atomic_path(path, suffix=".tmp.png") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", rio.errors.NotGeoreferencedWarning)  # a picture, no map
+        # PNG is a CreateCopy-only driver: rasterio writes to memory and copies on close.
+        with rio.open(tmp, "w", driver="PNG", count=rgb.shape[0], height=rgb.shape[1], width=rgb.shape[2],
+                      dtype="uint8") as ds:
+            ds.write(rgb)
+    return Path(path)
 
 
 def _gdal_cause(e: BaseException) -> str:
@@ -129,6 +149,99 @@ def check_sizes(pan_hw: Tuple[int, int], ms_hw: Tuple[int, int], ratio: int) -> 
                          f"but with ratio {ratio} the MS should be {want[0]}x{want[1]}")
 
 
+#: COG layout of ``cog=True`` outputs (GDAL's COG driver): 512 px tiles, overviews down to one tile,
+#: averaged (nodata-aware in GDAL) so that zoomed-out views keep the radiometry.
+COG_DEFAULTS: Dict[str, str] = {"BLOCKSIZE": "512", "OVERVIEWS": "AUTO", "OVERVIEW_RESAMPLING": "AVERAGE",
+                                "BIGTIFF": "IF_SAFER"}
+
+
+def normalize_creation_options(options: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    """GDAL creation options as ``{"KEY": "value"}`` (keys upper-cased; booleans -> YES/NO).
+
+    Examples:
+        >>> from pantiny.io import normalize_creation_options
+        >>> normalize_creation_options({"compress": "lzw", "tiled": True, "zlevel": 9})
+        {'COMPRESS': 'lzw', 'TILED': 'YES', 'ZLEVEL': '9'}
+    """
+    out: Dict[str, str] = {}
+    for k, v in (options or {}).items():
+        key = str(k).strip().upper()
+        if not re.fullmatch(r"[A-Z0-9_]+", key):
+            raise InputError(f"bad creation option name {k!r}: expected KEY=VALUE with KEY like COMPRESS")
+        out[key] = ("YES" if v else "NO") if isinstance(v, bool) else str(v).strip()
+    return out
+
+
+def check_creation_options(options: Optional[Mapping[str, Any]], *, cog: bool = False, count: int = 1,
+                           dtype: "np.dtype | str" = "uint16") -> Dict[str, str]:
+    """The normalised ``options`` if GDAL's ``COG`` (``cog``) or ``GTiff`` driver accepts them all, else
+    :class:`~pantiny.errors.InputError` with GDAL's complaint.
+
+    GDAL only *warns* about unknown option names or values (and the write goes on without them), and a
+    malformed value can even abort the process (``BLOCKSIZE=abc``), so the options are tried on a tiny
+    in-memory raster of the same band count and dtype in a child process (about 0.3 s).
+    """
+    opts = normalize_creation_options(options)
+    if not opts:
+        return opts
+    job = json.dumps({"driver": "COG" if cog else "GTiff", "options": opts, "count": int(count),
+                      "dtype": np.dtype(dtype).name})
+    env = dict(os.environ)  # the child imports this very package, installed or not
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    try:
+        run = subprocess.run([sys.executable, "-c", "from pantiny.io import _probe_child; _probe_child()"],
+                             input=job, capture_output=True, text=True, timeout=120, env=env)
+    except subprocess.TimeoutExpired:
+        raise InputError("GDAL did not finish checking the creation options") from None
+    # One JSON string per line, flushed as it comes: what GDAL said before a crash still arrives.
+    problems = list(dict.fromkeys(json.loads(line) for line in run.stdout.splitlines() if line.strip()))
+    driver, what = "COG" if cog else "GTiff", " ".join(f"{k}={v}" for k, v in opts.items())
+    if run.returncode != 0 and not problems:
+        problems = [f"GDAL aborted ({(run.stderr.strip().splitlines() or ['no message'])[-1].strip()})"]
+    if problems:
+        raise InputError(f"GDAL's {driver} driver rejects creation options {what}: " + "; ".join(problems))
+    return opts
+
+
+def _probe_child() -> None:
+    """Child of :func:`check_creation_options`: JSON job on stdin, GDAL's warnings on stdout (JSON lines)."""
+    import logging
+    import warnings
+
+    import rasterio.shutil
+    from rasterio.io import MemoryFile
+
+    job = json.loads(sys.stdin.read())
+
+    def report(msg: str) -> None:
+        print(json.dumps(msg), flush=True)
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            report(record.getMessage().split(" in ", 1)[-1])  # rasterio: "CPLE_NotSupported in <message>"
+            # GDAL validates the options before it writes; going on with a bad one can take minutes
+            # of huge allocations before it aborts (BLOCKSIZE=abc), so stop at its first complaint.
+            os._exit(0)
+
+    log = logging.getLogger("rasterio._env")
+    log.addHandler(Collect(logging.WARNING))
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+    warnings.simplefilter("ignore")  # NotGeoreferencedWarning of the probe raster
+    shape = dict(count=job["count"], height=64, width=64, dtype=job["dtype"])
+    try:
+        if job["driver"] == "COG":
+            with MemoryFile() as mem, mem.open(driver="GTiff", **shape) as src:
+                src.write(np.zeros((shape["count"], 64, 64), shape["dtype"]))
+                rasterio.shutil.copy(src, "/vsimem/pantiny_probe_cog.tif", driver="COG", **job["options"])
+            rasterio.shutil.delete("/vsimem/pantiny_probe_cog.tif")
+        else:
+            with MemoryFile() as mem, mem.open(driver="GTiff", **shape, **job["options"]) as dst:
+                dst.write(np.zeros((shape["count"], 64, 64), shape["dtype"]))
+    except Exception as e:  # any GDAL error is the options' fault: the probe itself is known to work
+        report(_gdal_cause(e))
+
+
 class AtomicGeoTIFFWriter:
     """Write a tiled, compressed GeoTIFF window by window to a temporary file, renamed on success.
 
@@ -137,30 +250,49 @@ class AtomicGeoTIFFWriter:
     ``.<name>.lock`` makes a second process writing the same output fail at once
     (:class:`~pantiny.errors.OutputLockedError`) instead of both "succeeding" with the last rename winning.
     The file gets the usual permissions (``0o666 & ~umask``).
+
+    ``cog=True`` writes a Cloud Optimized GeoTIFF: the tiled GeoTIFF goes to an intermediate file
+    beside ``path`` and is converted by GDAL's COG driver at close (:data:`COG_DEFAULTS`, overviews
+    included), into the temporary file that is then renamed. ``creation_options`` (GDAL's, of the
+    ``COG`` or ``GTiff`` driver) override the defaults and are checked first
+    (:func:`check_creation_options`). ``descriptions`` name the bands (GDAL band descriptions).
     """
 
     def __init__(self, path: "str | os.PathLike[str]", *, count: int, height: int, width: int,
                  dtype: np.dtype, crs: Any, transform: Any, nodata: Optional[float] = None,
                  protect: Sequence["str | os.PathLike[str]"] = (), tags: Optional[Dict[str, str]] = None,
-                 compress: str = "deflate", overwrite: bool = True) -> None:
+                 compress: str = "deflate", overwrite: bool = True, cog: bool = False,
+                 creation_options: Optional[Mapping[str, Any]] = None,
+                 descriptions: Optional[Sequence[Optional[str]]] = None) -> None:
         self.path = Path(path)
         for p in protect:
             if Path(p).exists() and self.path.exists() and os.path.samefile(p, self.path):
                 raise InputError(f"refusing to write the output over an input file: {self.path}")
+        if descriptions is not None and len(descriptions) != count:
+            raise InputError(f"{len(descriptions)} band descriptions for {count} bands")
         self.overwrite = overwrite  # the folder and an existing output are checked by atomic_path
-        block = 256 if min(height, width) >= 256 else 16 * max(1, min(height, width) // 16)
-        self.profile = dict(driver="GTiff", count=count, height=height, width=width, dtype=np.dtype(dtype).name,
-                            crs=crs, transform=transform, nodata=nodata, compress=compress,
-                            tiled=min(height, width) >= 16, blockxsize=block, blockysize=block,
-                            BIGTIFF="IF_SAFER")
+        self.profile: Dict[str, Any] = dict(driver="GTiff", count=count, height=height, width=width,
+                                            dtype=np.dtype(dtype).name, crs=crs, transform=transform,
+                                            nodata=nodata)
+        # Creation options, upper-case like GDAL's, so that user options replace defaults key by key.
+        self.options: Dict[str, str] = {"COMPRESS": compress.upper(), "BIGTIFF": "IF_SAFER"}
+        if min(height, width) >= 16:
+            block = 256 if min(height, width) >= 256 else 16 * (min(height, width) // 16)
+            self.options.update(TILED="YES", BLOCKXSIZE=str(block), BLOCKYSIZE=str(block))
         if np.dtype(dtype).kind in "ui" and compress == "deflate":
-            self.profile["predictor"] = 2
-        if not self.profile["tiled"]:
-            for k in ("tiled", "blockxsize", "blockysize"):
-                self.profile.pop(k)
+            self.options["PREDICTOR"] = "2"
+        user = check_creation_options(creation_options, cog=cog, count=count, dtype=dtype)
+        self.cog_options: Optional[Dict[str, str]] = None
+        if cog:  # the intermediate keeps the defaults; the user's options shape the COG
+            self.cog_options = {**COG_DEFAULTS, **{k: v for k, v in self.options.items()
+                                                   if k in ("COMPRESS", "PREDICTOR")}, **user}
+        else:
+            self.options.update(user)
         self.tags = tags or {}
+        self.descriptions = list(descriptions) if descriptions is not None else None
         self._ds = None
         self._tmp: Optional[str] = None
+        self._gtiff: Optional[str] = None
 
     def __enter__(self) -> "AtomicGeoTIFFWriter":
         rio = _rasterio()
@@ -168,9 +300,15 @@ class AtomicGeoTIFFWriter:
         try:
             self._tmp = self._stack.enter_context(
                 atomic_path(self.path, overwrite=self.overwrite, lock=True, suffix=".tmp.tif"))
-            self._ds = rio.open(self._tmp, "w", **self.profile)
+            # With cog the pixels go to an intermediate first (removed before the rename, see __exit__).
+            self._gtiff = self._tmp if self.cog_options is None else self._stack.enter_context(
+                scratch_path(self.path, suffix=".gtiff.tmp.tif"))
+            self._ds = rio.open(self._gtiff, "w", **self.profile, **self.options)
             if self.tags:
                 self._ds.update_tags(**self.tags)
+            for i, d in enumerate(self.descriptions or (), start=1):
+                if d:
+                    self._ds.set_band_description(i, d)
         except BaseException:
             self._stack.__exit__(*sys.exc_info())
             raise
@@ -182,8 +320,23 @@ class AtomicGeoTIFFWriter:
 
         self._ds.write(data, window=RioWindow(0, row, data.shape[2], data.shape[1]))
 
+    def _write_cog(self) -> None:
+        """Convert the finished intermediate into the COG at the temporary path."""
+        rio = _rasterio()
+        import rasterio.shutil
+        from rasterio._err import CPLE_BaseError
+
+        try:
+            rasterio.shutil.copy(self._gtiff, self._tmp, driver="COG", **self.cog_options)
+        except (rio.errors.RasterioError, CPLE_BaseError) as e:
+            raise OSError(f"cannot write the COG {self.path}: {_gdal_cause(e)}") from None
+
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self._ds.close()
-        finally:
-            self._stack.__exit__(exc_type, exc, tb)
+            if exc_type is None and self.cog_options is not None:
+                self._write_cog()
+        except BaseException:  # a failed close or conversion: nothing is renamed, temp files go
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        self._stack.__exit__(exc_type, exc, tb)

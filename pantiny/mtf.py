@@ -34,6 +34,7 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from .errors import InputError
 
 MTF_TAPS = 41

@@ -18,6 +18,9 @@ from .errors import InputError
 from .windows import Window
 
 PathLike = Union[str, "os.PathLike[str]"]
+# Error threshold of GDAL's approximate transformer, in pixels (0 itself is refused by rasterio's
+# WarpedVRT): small enough that every window warps as the whole raster would.
+_EXACT = 1e-9
 
 
 class Raster:
@@ -82,6 +85,141 @@ class GeoTIFFRaster(Raster):
         from .io import read
 
         return read(self.path, window, bands=bands)
+
+
+class WindowedRaster(Raster):
+    """A window of another raster, seen as a raster of its own (its georeferencing is the window's).
+
+    Alignment (:mod:`pantiny.align`) uses it for the overlap of PAN and MS: reads are exact window
+    reads of the base raster, no resampling.
+    """
+
+    def __init__(self, base: Raster, window: Window, name: Optional[str] = None) -> None:
+        self.base, self.window = base, Window(*window)
+        self.name = name or base.name
+        self.shape = (base.count, self.window.height, self.window.width)
+        self.dtype, self.nodata, self.tags, self.crs = base.dtype, base.nodata, base.tags, base.crs
+        self.transform = None
+        if base.transform is not None:
+            from rasterio.windows import Window as RioWindow
+            from rasterio.windows import transform as window_transform
+
+            w = self.window
+            self.transform = window_transform(RioWindow(w.col, w.row, w.width, w.height), base.transform)
+        self.info = _info_like(self, getattr(base, "info", None))
+
+    def read(self, window: Optional[Window] = None, bands: Optional[Sequence[int]] = None) -> np.ndarray:
+        w = self.window
+        if window is None:
+            return self.base.read(w, bands)
+        return self.base.read(Window(w.row + window[0], w.col + window[1], window[2], window[3]), bands)
+
+
+class WarpedRaster(Raster):
+    """A raster file resampled by GDAL's warper onto another grid (``rasterio.vrt.WarpedVRT``).
+
+    ``crs``/``transform``/``height``/``width`` give the target grid. Source nodata pixels are left out
+    of the resampling kernels and stay nodata. A near-zero transformer tolerance: each window gives
+    the pixels a whole-raster warp would, so tiles do not show.
+    """
+
+    def __init__(self, path: PathLike, *, crs: Any, transform: Any, height: int, width: int,
+                 resampling: str = "cubic", name: Optional[str] = None) -> None:
+        from .io import raster_info
+
+        src = raster_info(path)
+        self.path, self.name = str(path), name or Path(path).name
+        self.shape = (src.count, int(height), int(width))
+        self.dtype, self.nodata, self.tags = src.dtype, src.nodata, src.tags
+        self.crs, self.transform, self.resampling = crs, transform, resampling
+        self.info = _info_like(self, src)
+
+    def read(self, window: Optional[Window] = None, bands: Optional[Sequence[int]] = None) -> np.ndarray:
+        import rasterio
+        from rasterio.enums import Resampling
+        from rasterio.vrt import WarpedVRT
+        from rasterio.windows import Window as RioWindow
+
+        idx = [b + 1 for b in bands] if bands is not None else list(range(1, self.count + 1))
+        win = None if window is None else RioWindow(window[1], window[0], window[3], window[2])
+        kw: Dict[str, Any] = {}
+        if self.nodata is not None:
+            kw = {"src_nodata": self.nodata, "nodata": self.nodata}
+        try:
+            with rasterio.open(self.path) as src, WarpedVRT(
+                    src, crs=self.crs, transform=self.transform, height=self.shape[1], width=self.shape[2],
+                    resampling=Resampling[self.resampling], tolerance=_EXACT, **kw) as vrt:
+                return vrt.read(idx, window=win)
+        except rasterio.errors.RasterioIOError as e:
+            from .io import _gdal_cause
+
+            raise InputError(f"cannot warp {self.path} onto the PAN grid: {_gdal_cause(e)}") from None
+
+
+class DataArrayRaster(Raster):
+    """An xarray DataArray ``(band, y, x)`` (or ``(y, x)``), eager or Dask-backed; reads compute
+    only the requested window. Georeferencing and nodata come from rioxarray's ``.rio`` accessor
+    when it is installed and the array carries them."""
+
+    def __init__(self, da: Any, name: str = "array") -> None:
+        if da.ndim == 2:
+            da = da.expand_dims("band")
+        if da.ndim != 3:
+            raise InputError(f"{name} must be a (band, y, x) or (y, x) DataArray, got dims {da.dims}")
+        self.da, self.name = da, name
+        self.shape = tuple(int(n) for n in da.shape)  # type: ignore[assignment]
+        self.dtype = np.dtype(da.dtype)
+        if self.dtype.kind not in "uif":
+            raise InputError(f"{name} has unsupported dtype {self.dtype}; use integer or float data")
+        self.tags = {str(k): str(v) for k, v in da.attrs.items() if isinstance(v, (str, int, float))}
+        self.nodata, self.crs, self.transform = da.attrs.get("nodata", da.attrs.get("_FillValue")), None, None
+        try:
+            rio = da.rio  # registered by `import rioxarray`
+            self.crs = rio.crs
+            self.transform = rio.transform() if self.crs is not None else None
+            if rio.nodata is not None:
+                self.nodata = rio.nodata
+        except (AttributeError, ImportError):
+            pass
+        if self.nodata is not None:
+            self.nodata = float(self.nodata)
+        self.info = _info_like(self, None)
+
+    def read(self, window: Optional[Window] = None, bands: Optional[Sequence[int]] = None) -> np.ndarray:
+        a = self.da.data
+        if bands is not None:
+            a = a[list(bands)]
+        if window is not None:
+            a = a[:, window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+        return np.asarray(a.compute() if hasattr(a, "compute") else a)
+
+
+class OffsetRaster(Raster):
+    """The pixels ``arr`` (C,h,w) of a larger raster of ``shape``, starting at ``(row, col)``: reads
+    use the larger raster's coordinates and must fall inside ``arr`` (a block of a distributed job)."""
+
+    def __init__(self, arr: np.ndarray, row: int, col: int, shape: Tuple[int, int, int], name: str = "block",
+                 nodata: Optional[float] = None) -> None:
+        self.arr, self.row, self.col, self.name, self.nodata = arr, int(row), int(col), name, nodata
+        self.shape, self.dtype, self.tags = tuple(shape), np.dtype(arr.dtype), {}  # type: ignore[assignment]
+
+    def read(self, window: Optional[Window] = None, bands: Optional[Sequence[int]] = None) -> np.ndarray:
+        r, c, h, w = window if window is not None else (0, 0, self.shape[1], self.shape[2])
+        r, c = r - self.row, c - self.col
+        if r < 0 or c < 0 or r + h > self.arr.shape[1] or c + w > self.arr.shape[2]:
+            raise InputError(f"{self.name}: window {tuple(window or ())} is outside the block held "  # pragma: no cover
+                             f"(rows {self.row}.., columns {self.col}.., {self.arr.shape[1:]})")
+        a = self.arr[:, r:r + h, c:c + w]
+        return a if bands is None else a[list(bands)]
+
+
+def _info_like(r: Raster, base: Any) -> Any:
+    """A :class:`pantiny.io.RasterInfo` describing the view ``r`` (path of the underlying file)."""
+    from .io import RasterInfo
+
+    path = getattr(base, "path", r.name)
+    c, h, w = r.shape
+    return RasterInfo(path, c, h, w, r.dtype, r.nodata, r.crs, r.transform, r.tags)
 
 
 def open_raster(x: Any, name: str) -> Raster:

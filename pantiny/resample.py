@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from .choices import UPSAMPLING
 from .errors import InputError
 

@@ -15,20 +15,58 @@ Cost: for PanTiny-Big about 3.6 forward passes instead of 1 (the passes stop ear
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from .errors import InputError
 from .models.blocks import AttentionStats, ChannelAttention, StopForward
 from .tiling import TileSource, iter_batches
-from .errors import InputError
 
 
 def attention_layers(model: nn.Module) -> List[ChannelAttention]:
     """The model's attention layers in forward (registration) order."""
     return [m for m in model.modules() if isinstance(m, ChannelAttention)]
+
+
+def layer_sums(model: nn.Module, index: int, source: TileSource, *, tile: int, overlap: int, batch_size: int,
+               device: torch.device, core: Optional[Tuple[int, int, int, int]] = None,
+               progress: Optional[Callable[[int], None]] = None) -> AttentionStats:
+    """The sums defining attention layer ``index`` over ``source`` (layers before it already fixed).
+
+    Each pixel is counted once (tile ownership), nodata pixels not at all; ``core`` =
+    ``(row, col, height, width)`` counts only that window of the source (a block of a scene split
+    across workers, whose margin belongs to other blocks). Sums of blocks add up to the scene's.
+    """
+    layer = attention_layers(model)[index]
+    stats = AttentionStats()
+    layer.scene_stats = stats
+    try:
+        for _, tiles, ms_up, pan, valid, weights in iter_batches(source, tile=tile, overlap=overlap,
+                                                                 batch_size=batch_size, blend="crop"):
+            own = np.stack(weights) * np.stack(valid)
+            if core is not None:
+                r0, c0, h, w = core
+                for i, t in enumerate(tiles):
+                    rows = (np.arange(t.row, t.row + t.height) >= r0) & (np.arange(t.row, t.row + t.height) < r0 + h)
+                    cols = (np.arange(t.col, t.col + t.width) >= c0) & (np.arange(t.col, t.col + t.width) < c0 + w)
+                    own[i] *= np.outer(rows, cols)
+            stats.mask = torch.from_numpy(own.astype(np.float32))[:, None].to(device)
+            try:
+                with torch.inference_mode():
+                    model(ms_up[:, :4].to(device), pan.to(device))
+            except StopForward:
+                pass
+            else:  # pragma: no cover - a layer that never ran would leave the stats empty
+                raise AssertionError("attention layer was not reached during statistics collection")
+            if progress is not None:
+                progress(len(weights))
+    finally:
+        stats.mask = None
+        layer.scene_stats = None
+    return stats
 
 
 @contextmanager
@@ -45,25 +83,11 @@ def scene_attention(model: nn.Module, source: TileSource, *, tile: int, overlap:
                          f"need at least {2 * radius} pixels (2 x its receptive radius {radius})")
     layers = attention_layers(model)
     try:
-        for layer in layers:
-            stats = AttentionStats()
-            layer.scene_stats = stats
-            for _, _, ms_up, pan, valid, weights in iter_batches(source, tile=tile, overlap=overlap,
-                                                                 batch_size=batch_size, blend="crop"):
-                # each pixel counted once (ownership), nodata pixels not at all
-                own = np.stack(weights) * np.stack(valid)
-                stats.mask = torch.from_numpy(own.astype(np.float32))[:, None].to(device)
-                try:
-                    with torch.inference_mode():
-                        model(ms_up[:, :4].to(device), pan.to(device))
-                except StopForward:
-                    pass
-                else:  # pragma: no cover - a layer that never ran would leave the stats empty
-                    raise AssertionError("attention layer was not reached during statistics collection")
-                if progress is not None:
-                    progress(len(weights))
-            stats.mask = None
+        for k, layer in enumerate(layers):
+            stats = layer_sums(model, k, source, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
+                               progress=progress)
             stats.finalise()
+            layer.scene_stats = stats
         yield model
     finally:
         for layer in layers:

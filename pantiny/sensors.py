@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
+
 from .errors import InputError
 
 #: Names of the model's four input/output bands, in model order.
@@ -173,3 +174,38 @@ def resolve_bands(n_bands: int, sensor: "str | Sensor | None" = None,
         if len(set(idx)) != 4:
             raise InputError(f"bands must be 4 distinct indices, got {list(bands)}")
     return s, idx  # type: ignore[return-value]
+
+
+def with_band_names(sensor: Sensor, names: Sequence[str]) -> Sensor:
+    """The entry of ``sensor`` for a product whose MS bands are ``names``, in file order: a subset or a
+    reordering of the sensor's bands (a 4-band B,G,R,NIR bundle of an 8-band WorldView sensor, an
+    R,G,B,NIR file). ``NIR`` names the first near-infrared band (``NIR1`` of WorldView). Band map and
+    MTF gains follow the names.
+
+    Examples:
+        >>> from pantiny.sensors import get_sensor, with_band_names
+        >>> s = with_band_names(get_sensor("wv3"), ["B", "G", "R", "NIR"])
+        >>> s.bands, s.model_bands, s.model_mtf == get_sensor("wv3").model_mtf
+        (('B', 'G', 'R', 'NIR1'), (2, 1, 0, 3), True)
+    """
+    import dataclasses
+
+    where = {n: i for i, n in enumerate(sensor.bands)}
+    idx = []
+    for n in names:
+        key = "NIR1" if n == "NIR" and "NIR1" in where else n
+        if key not in where:
+            raise InputError(f"the product's band {n!r} is not a band of sensor {sensor.name} "
+                             f"({', '.join(sensor.bands)}); pass bands=[r,g,b,nir]")
+        idx.append(where[key])
+    if tuple(idx) == tuple(range(sensor.n_bands)):
+        return sensor
+    bands = tuple(sensor.bands[i] for i in idx)
+    model = []
+    for want in (sensor.bands[i] for i in sensor.model_bands):
+        if want not in bands:
+            raise InputError(f"the product's bands {list(names)} lack {want}, a model input; pass bands=[r,g,b,nir]")
+        model.append(bands.index(want))
+    return dataclasses.replace(sensor, bands=bands, model_bands=tuple(model),  # type: ignore[arg-type]
+                               mtf_ms=tuple(sensor.mtf_ms[i] for i in idx),
+                               description=f"{sensor.description}; product bands {', '.join(bands)}")

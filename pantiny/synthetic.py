@@ -15,9 +15,9 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from .errors import InputError
 from .mtf import mtf_degrade
 from .sensors import Sensor, get_sensor
-from .errors import InputError
 
 # Reflectance-like signatures per class, keyed by band name (unlisted bands interpolate by wavelength).
 _WAVELENGTH = {"Coastal": 425, "B": 480, "G": 545, "Y": 605, "R": 660, "RedEdge": 725, "NIR": 830,

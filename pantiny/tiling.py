@@ -23,9 +23,8 @@ from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 import torch
 
-from .windows import Window
 from .errors import InputError
-
+from .windows import Window
 
 #: A tile is a :class:`pantiny.windows.Window` on the PAN grid (one window type everywhere).
 Tile = Window

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import write_tif
 
 import pantiny
-from conftest import write_tif
 from pantiny.api import prepare_scene
 from pantiny.cli import main
 from pantiny.resample import upsample

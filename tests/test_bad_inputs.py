@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_tif
 
 from pantiny import pansharpen
 from pantiny.cli import main
 from pantiny.synthetic import make_scene
-
-from conftest import write_tif
 
 
 def _digest(paths):
@@ -37,13 +36,13 @@ def _case(tmp: Path, name: str):
         return tmp / "trunc.tif", good_ms, out, {}, "trunc.tif"
     if name == "wrong_ratio":
         bad = write_tif(tmp / "ms3.tif", ms, gsd=1.5)
-        return good_pan, bad, out, {}, "not 4 x the PAN pixel size"
+        return good_pan, bad, out, {}, "not the ratio 4"
     if name == "crs_mismatch":
         bad = write_tif(tmp / "ms_crs.tif", ms, gsd=2.0, crs="EPSG:32634")
-        return good_pan, bad, out, {}, "CRS mismatch"
+        return good_pan, bad, out, {}, "do not overlap"  # same numbers, next UTM zone: 600 km east
     if name == "shifted_extent":
-        bad = write_tif(tmp / "ms_shift.tif", ms, gsd=2.0, origin=(500004.0, 4200000.0))
-        return good_pan, bad, out, {}, "do not cover the same extent"
+        bad = write_tif(tmp / "ms_shift.tif", ms, gsd=2.0, origin=(510004.0, 4200000.0))  # 10 km east
+        return good_pan, bad, out, {}, "do not overlap"
     if name == "band_count":
         bad = write_tif(tmp / "ms3b.tif", ms[:3], gsd=2.0)
         return good_pan, bad, out, {}, "3 bands"

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, write_tif
 from scipy.ndimage import uniform_filter
 
-from conftest import REPO, write_tif
 from pantiny import pansharpen
 from pantiny.classical import METHODS
 from pantiny.metrics import cc

@@ -1,12 +1,12 @@
-import pytest
 import shutil
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import rasterio
-
 from conftest import REPO
+
 from pantiny.cli import find_pairs, main
 
 SAMPLE = REPO / "examples" / "data"
@@ -59,7 +59,7 @@ def test_batch_mode_over_a_folder(tmp_path, random_weights, capsys):
     assert "c_pan.tif: no MS partner c_ms.tif" in cap.err
     assert "fused 2/2 scenes" in cap.out and "1 PAN file(s) without MS skipped" in cap.out
     outs = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert outs == ["a_fused.tif", "b_fused.tif"]
+    assert outs == ["a_fused.json", "a_fused.tif", "b_fused.json", "b_fused.tif"]  # + one report per scene
     with rasterio.open(tmp_path / "out" / "a_fused.tif") as a, rasterio.open(tmp_path / "out" / "b_fused.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
 

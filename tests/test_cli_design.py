@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 import pytest
+from conftest import REPO, write_tif
 
 import pantiny
-from conftest import REPO, write_tif
 from pantiny import errors
 from pantiny.choices import CLASSICAL_METHODS
 from pantiny.cli import main

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import SHARED_DATA, write_tif
+
 from pantiny.synthetic import make_scene
 from pantiny.train.config import from_dict
 from pantiny.train.data import RRScene, WaldScene, corpus_sources
@@ -117,8 +117,9 @@ def test_spectral_angle_term():
 
 @pytest.mark.skipif(not (SHARED_DATA / "corpus" / "corpus.json").is_file(), reason="needs ../shared/data/corpus")
 def test_the_shipped_training_config_reads_the_real_corpus():
-    from pantiny.train.config import load_config
     from conftest import REPO
+
+    from pantiny.train.config import load_config
 
     cfg = load_config(REPO / "training" / "pantiny-big.toml")
     val = [s for e in cfg.data if e.split == "val" for s in e.expand()]
@@ -132,6 +133,7 @@ def test_eval_heldout_reads_a_corpus_index_with_per_scene_bands_and_bit_depth(tm
     import importlib.util
 
     from conftest import REPO
+
     from pantiny.models import build_model
     from pantiny.weights import save_weights
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import write_tif
+
 from pantiny import pansharpen
 
 
@@ -31,26 +31,31 @@ def test_geotiff_output_keeps_pan_grid_ms_dtype_and_nodata(tmp_path, scene_wv3, 
 def test_crs_mismatch_is_refused(tmp_path, scene_4band, identity_model):
     pan, ms, _ = scene_4band
     p = write_tif(tmp_path / "p.tif", pan, gsd=0.5, crs="EPSG:32633")
+    # the same numbers in the next UTM zone are 600 km away: alignment finds no overlap
     m = write_tif(tmp_path / "m.tif", ms, gsd=2.0, crs="EPSG:32634")
-    with pytest.raises(ValueError, match="CRS mismatch"):
+    with pytest.raises(ValueError, match="do not overlap.*EPSG:32634"):
         pansharpen(str(p), str(m), model=identity_model)
     m2 = write_tif(tmp_path / "m2.tif", ms, gsd=2.0, crs=None)
-    with pytest.raises(ValueError, match="CRS mismatch: PAN is EPSG:32633, MS is unset"):
+    with pytest.raises(ValueError, match="PAN CRS is EPSG:32633 but MS CRS is unset"):
         pansharpen(str(p), str(m2), model=identity_model)
 
 
-def test_extent_and_pixel_size_mismatch_are_refused(tmp_path, scene_4band, identity_model):
+def test_extent_and_pixel_size_mismatch(tmp_path, scene_4band, identity_model):
+    """Other extents are aligned by georeferencing (tests/test_align.py); a wrong ratio is refused."""
     pan, ms, _ = scene_4band
     p = write_tif(tmp_path / "p.tif", pan, gsd=0.5)
-    shifted = write_tif(tmp_path / "s.tif", ms, gsd=2.0, origin=(500010.0, 4200000.0))
-    with pytest.raises(ValueError, match="do not cover the same extent"):
-        pansharpen(str(p), str(shifted), model=identity_model)
+    shifted = write_tif(tmp_path / "s.tif", ms, gsd=2.0, origin=(500010.0, 4200000.0))  # 5 MS pixels east
+    out = pansharpen(str(p), str(shifted), model=identity_model, out=tmp_path / "o.tif")
+    with rasterio.open(out) as ds:
+        assert ds.width == pan.shape[2] - 20 and ds.transform.c == 500010.0
     coarse = write_tif(tmp_path / "c.tif", ms, gsd=3.0)
-    with pytest.raises(ValueError, match="not 4 x the PAN pixel size"):
+    with pytest.raises(ValueError, match="not the ratio 4"):
         pansharpen(str(p), str(coarse), model=identity_model)
     small = write_tif(tmp_path / "sm.tif", ms[:, :60], gsd=2.0)
+    assert pansharpen(str(p), str(small), model=identity_model).shape[1] == 240
+    tiny = write_tif(tmp_path / "t.tif", pan[:, :60, :60], gsd=0.5)  # arrays keep the nested rule
     with pytest.raises(ValueError, match="size mismatch"):
-        pansharpen(str(p), str(small), model=identity_model)
+        pansharpen(rasterio.open(tiny).read(), ms, model=identity_model)
 
 
 def test_missing_file_and_never_overwrite_an_input(tmp_path, tif_pair, identity_model):

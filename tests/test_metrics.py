@@ -13,16 +13,32 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import SHARED_DATA, write_tif
+
 from pantiny.cli import main
-from pantiny.metrics import (cc, d_lambda, d_lambda_k, d_s, ergas, expand_ms, psnr, q2n, q2n_index, q_avg,
-                             q_blocks, q_sliding, qindex, qnr, reduced_resolution, sam, ssim)
+from pantiny.metrics import (
+    cc,
+    d_lambda,
+    d_lambda_k,
+    d_s,
+    ergas,
+    expand_ms,
+    psnr,
+    q2n,
+    q2n_index,
+    q_avg,
+    q_blocks,
+    q_sliding,
+    qindex,
+    qnr,
+    reduced_resolution,
+    sam,
+    ssim,
+)
 from pantiny.metrics.imresize import imresize_down
 from pantiny.mtf import mtf_filter, toolbox_mtf_filter
 from pantiny.resample import downsample_bicubic, interp23tap
 from pantiny.synthetic import make_scene
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

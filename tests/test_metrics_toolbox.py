@@ -366,9 +366,12 @@ def test_geotiff_grids_are_checked(tmp_path, small):
         ((write_tif(tmp_path / "f2.tif", gt, gsd=0.5, origin=(500010.0, 4200000.0)), m, p),
          "PAN grid: its geotransform"),
         ((write_tif(tmp_path / "f3.tif", gt, gsd=0.6), m, p), "PAN grid: its geotransform"),
-        ((ok, write_tif(tmp_path / "m1.tif", ms, gsd=2.0, crs="EPSG:32634"), p), "CRS mismatch"),
-        ((ok, write_tif(tmp_path / "m2.tif", ms, gsd=2.0, origin=(500100.0, 4200000.0)), p), "same extent"),
-        ((ok, write_tif(tmp_path / "m3.tif", ms, gsd=2.5), p), "pixel size"),
+        ((ok, write_tif(tmp_path / "m1.tif", ms, gsd=2.0, crs="EPSG:32634"), p), "do not overlap"),
+        ((ok, write_tif(tmp_path / "m2.tif", ms, gsd=2.0, origin=(500100.0, 4200000.0)), p), "do not overlap"),
+        # an MS 8 m east: PAN and MS are aligned over their overlap, so a fused image on the whole PAN
+        # grid is not on the grid being scored
+        ((ok, write_tif(tmp_path / "m4.tif", ms, gsd=2.0, origin=(500008.0, 4200000.0)), p), "fused image is"),
+        ((ok, write_tif(tmp_path / "m3.tif", ms, gsd=2.5), p), "not the ratio 4"),
     ]
     for args, msg in cases:
         with pytest.raises(ValueError, match=msg):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import ast
 import re
 import sys
-from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 try:
@@ -47,7 +45,8 @@ def _imports(paths):
 
 
 # Modules imported only by optional features, with the extra that declares them.
-_OPTIONAL = {"h5py": "train", "safetensors": None, "huggingface_hub": None, "tqdm": None}
+_OPTIONAL = {"h5py": "train", "safetensors": None, "huggingface_hub": None, "tqdm": None,
+             "dask": "dask", "distributed": "dask", "xarray": "dask", "rioxarray": "dask"}
 
 
 def test_readme_commands_are_the_ci_commands():

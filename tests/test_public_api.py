@@ -17,9 +17,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, SHARED_DATA
 
 import pantiny
-from conftest import REPO, SHARED_DATA
 
 # --------------------------------------------------------------------------------------------------
 # Public names
@@ -59,6 +59,7 @@ def test_top_level_api_is_lazy_and_complete():
     assert pantiny.qnr is resolve("pantiny.metrics.qnr")
     assert pantiny.pansharpen is resolve("pantiny.api.pansharpen")
     assert pantiny.load_model is resolve("pantiny.weights.load_model")
+    assert pantiny.quicklook is resolve("pantiny.preview.quicklook")
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         pantiny.no_such_name  # noqa: B018
 
@@ -66,7 +67,7 @@ def test_top_level_api_is_lazy_and_complete():
 # The public API the README describes, named explicitly (the regex test below adds whatever the
 # docs mention later).
 README_API = [
-    "pantiny.pansharpen", "pantiny.qnr", "pantiny.load_model",
+    "pantiny.pansharpen", "pantiny.qnr", "pantiny.load_model", "pantiny.quicklook",
     "pantiny.metrics.qnr", "pantiny.metrics.d_lambda", "pantiny.metrics.d_s", "pantiny.metrics.d_lambda_k",
     "pantiny.metrics.psnr", "pantiny.metrics.ssim", "pantiny.metrics.sam", "pantiny.metrics.ergas",
     "pantiny.metrics.q2n", "pantiny.metrics.cc", "pantiny.metrics.scc", "pantiny.metrics.reduced_resolution",
@@ -121,7 +122,7 @@ def test_module_all_resolves(module):
     assert not missing, f"{module}.__all__ names undefined attributes: {missing}"
 
 
-OPTIONAL = {"h5py", "tomli", "scipy", "pytest"}  # extras (train / test), never needed to import pantiny
+OPTIONAL = {"h5py", "tomli", "scipy", "pytest", "dask", "distributed", "xarray", "rioxarray"}  # extras, never needed to import pantiny
 
 
 def _top_level_imports(body, guarded=False):
@@ -155,11 +156,11 @@ def test_module_imports_without_optional_extras(module):
 # The layers of docs/design.md: a module may import its own layer and the ones below, never above.
 LAYERS = {
     0: ["errors", "windows", "nodata", "models.blocks"],
-    1: ["choices", "sensors", "devices", "_atomic", "mtf", "resample", "tiling"],
-    2: ["normalize", "io", "readers", "models", "models.pantiny_big", "models.pantiny_small", "synthetic",
-        "weights"],
-    3: ["classical", "scene_attention", "metrics"],  # metrics.* too
-    4: ["api", "train"],  # train.* too
+    1: ["choices", "sensors", "devices", "_atomic", "mtf", "resample", "tiling", "band_names"],
+    2: ["normalize", "io", "readers", "align", "products", "models", "models.pantiny_big", "models.pantiny_small", "synthetic",
+        "weights", "report"],
+    3: ["classical", "scene_attention", "metrics", "preview"],  # metrics.* too
+    4: ["api", "train", "xarray", "dask_batch"],  # train.* too
     5: ["cli", "cli_options", "metrics.cli", "train.cli"],
 }
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import write_tif
 
 from pantiny import pansharpen
 from pantiny._atomic import _lock
@@ -17,8 +18,6 @@ from pantiny.cli import build_parser, main
 from pantiny.errors import InputError, ModelOutputError, OutputLockedError
 from pantiny.models import build_model
 from pantiny.synthetic import make_scene
-
-from conftest import write_tif
 
 
 def _bordered(nodata: int, border: int = 16):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-
 from conftest import REPO, SHARED_DATA, write_tif
+
 from pantiny import pansharpen
 from pantiny.cli import main
 from pantiny.models import build_model

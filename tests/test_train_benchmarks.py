@@ -4,8 +4,8 @@ import importlib.util
 
 import pytest
 import torch
-
 from conftest import REPO, write_tif
+
 from pantiny.models import build_model
 from pantiny.synthetic import make_scene
 from pantiny.weights import save_weights

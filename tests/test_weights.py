@@ -5,8 +5,15 @@ import pytest
 import torch
 
 from pantiny.models import build_model
-from pantiny.weights import (WeightsError, load_manifest, load_model, manifest_entry, save_weights,
-                             sha256_file, upsert_manifest_entry)
+from pantiny.weights import (
+    WeightsError,
+    load_manifest,
+    load_model,
+    manifest_entry,
+    save_weights,
+    sha256_file,
+    upsert_manifest_entry,
+)
 
 
 def _entry(path, name="test-big"):

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 from typing import Dict
+
 from .. import cli_options as opt
 from ..choices import QNR_UPSAMPLERS, QNR_VARIANTS
 from ..errors import InputError

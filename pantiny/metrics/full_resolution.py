@@ -53,13 +53,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..choices import QNR_UPSAMPLERS as UPSAMPLERS  # noqa: E402  (re-exported)
+from ..choices import QNR_VARIANTS as VARIANTS
+from ..errors import InputError
 from ..normalize import resolve_scale
 from ..sensors import Sensor, get_sensor, resolve_bands
-from .sources import Input, RowSource, ScoredSource, is_file, open_source, select_bands
+from .sources import Input, RasterSource, RowSource, ScoredSource, is_file, open_source, select_bands
 from .streaming import STRIP_VALUES, QSums, sliding_sums, toolbox_sums, upsampler
-from ..errors import InputError
 
-from ..choices import QNR_UPSAMPLERS as UPSAMPLERS, QNR_VARIANTS as VARIANTS  # noqa: E402  (re-exported)
 #: Rows read beyond a strip to fill nodata consistently (>= the reach of every filter, PAN pixels).
 _FILL_MARGIN_PAN = 64
 
@@ -185,6 +186,12 @@ def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: in
     block = _check_int("block", block, 2)
     f, m = open_source(fused, "fused image"), open_source(ms, "MS")
     p = open_source(pan, "PAN") if pan is not None else None
+    if p is not None and is_file(p) and is_file(m):  # PAN/MS files on other grids: as pansharpen aligns them
+        from ..align import align_pair
+
+        aligned = align_pair(p.raster, m.raster, ratio)  # type: ignore[attr-defined]
+        if aligned.how != "nested":
+            p, m = RasterSource(aligned.pan), RasterSource(aligned.ms)
     (cf, hh, ww), (cm, h, w) = f.shape, m.shape
     if p is not None:
         if p.shape[0] != 1:
@@ -198,11 +205,18 @@ def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: in
     if min(hh, ww) < block:
         raise InputError(f"PAN grid {hh}x{ww} is smaller than one {block}x{block} block")
     _check_grids(f, m, p, ratio)
-    if sensor is None and is_file(m) and m.tags.get("SENSOR"):
-        try:
-            sensor = get_sensor(m.tags["SENSOR"])
-        except ValueError:
-            sensor = None
+    if isinstance(sensor, str) and sensor.strip().lower() == "auto":
+        sensor = None
+    if sensor is None and is_file(m):  # the product's metadata, as pansharpen reads it
+        from ..products import describe_product, read_gdal_metadata
+        from ..sensors import with_band_names
+
+        imagery, descriptions = read_gdal_metadata(m.info.path)
+        product = describe_product(m.info.path, m.tags, imagery, descriptions)
+        if product.sensor:
+            sensor = get_sensor(product.sensor)
+            if product.band_names is not None and len(product.band_names) == cm:
+                sensor = with_band_names(sensor, product.band_names)
     if cf == cm and bands is None:
         idx = tuple(range(cm))
         s = get_sensor(sensor) if sensor is not None else None

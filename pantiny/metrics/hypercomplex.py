@@ -33,6 +33,7 @@ from typing import Tuple, Union
 
 import numpy as np
 import torch
+
 from ..errors import InputError
 
 ArrayLike = Union[np.ndarray, torch.Tensor]

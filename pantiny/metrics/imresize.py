@@ -22,6 +22,7 @@ from typing import Tuple
 
 import numpy as np
 import torch
+
 from ..errors import InputError
 
 

@@ -45,13 +45,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from ..normalize import resolve_scale
 from ..sensors import get_sensor
 from .full_resolution import DegenerateInputWarning
 from .hypercomplex import q2n_index
 from .sources import Input, open_source
 from .uiqi import q_sliding
-from ..errors import InputError
 
 Crop = Union[int, Tuple[int, int], str]
 #: The toolbox's reduced-resolution border cut (``dim_cut = 21``): 20 pixels before, 21 after.

@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+
 from ..errors import InputError
 from ..nodata import invalid_mask
 from ..readers import Raster, open_raster

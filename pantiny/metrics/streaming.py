@@ -34,13 +34,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..mtf import MTF_TAPS, mtf_filter, toolbox_mtf_filter
 from ..resample import interp23tap, upsample
 from .hypercomplex import q2n_windows
 from .imresize import reduce_cols, reduce_rows, reduce_taps
 from .sources import RowSource, ScoredSource
 from .uiqi import block_view, box_sums, q_block_sums, q_sliding_sums
-from ..errors import InputError
 
 _UP_MARGIN = 10  # MS rows; interp23tap reaches 8.25 MS rows at ratio 4, bicubic 2
 _MTF_MARGIN = (MTF_TAPS - 1) // 2

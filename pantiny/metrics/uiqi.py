@@ -29,6 +29,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+
 from ..errors import InputError
 
 ArrayLike = Union[np.ndarray, torch.Tensor]

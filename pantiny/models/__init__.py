@@ -12,9 +12,9 @@ from typing import Callable, Dict
 
 from torch import nn
 
+from ..errors import ConfigError
 from .pantiny_big import PanTinyBig
 from .pantiny_small import PanTinySmall
-from ..errors import ConfigError
 
 MODELS: Dict[str, Callable[[], nn.Module]] = {
     "pantiny-big": PanTinyBig,

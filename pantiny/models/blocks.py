@@ -56,6 +56,17 @@ class AttentionStats:
             self.qq += qq
             self.kk += kk
 
+    def add(self, other: "AttentionStats") -> None:
+        """Add the sums of ``other`` (a part of the scene counted elsewhere, e.g. on another worker)."""
+        if other.qk is None:
+            return
+        if self.qk is None:
+            self.qk, self.qq, self.kk = other.qk.clone(), other.qq.clone(), other.kk.clone()
+        else:
+            self.qk += other.qk
+            self.qq += other.qq
+            self.kk += other.kk
+
     def finalise(self) -> None:
         eps = 1e-12  # as F.normalize
         nq = self.qq.sqrt().clamp_min(eps)

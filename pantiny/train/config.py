@@ -68,11 +68,11 @@ except ImportError:  # pragma: no cover - Python 3.9 / 3.10
     except ImportError:
         tomllib = None  # type: ignore[assignment]
 
+from ..choices import DATA_KINDS, check
+from ..errors import ConfigError
 from ..models import MODELS
 from .data import PAN_FILTERS, Source
 from .mixing import BALANCES
-from ..choices import DATA_KINDS, check
-from ..errors import ConfigError
 
 
 @dataclass

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any, Dict
 
+from ..errors import InputError
 from ..models import build_model
 from ..weights import MANIFEST_PATH, PACKAGE_DIR, save_weights, upsert_manifest_entry
 from .loop import load_checkpoint
-from ..errors import InputError
 
 NORMALISATION = ("DN / sensor maximum (2047 for 11-bit WV2/WV3/QB/IKONOS, 1023 for 10-bit GF2, 255 for "
                  "8-bit); MS bicubic-upsampled onto the PAN grid; bands R, G, B, NIR")

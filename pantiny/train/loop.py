@@ -31,15 +31,15 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from .. import __version__ as PANTINY_VERSION
 from .._atomic import atomic_path
 from ..devices import pick_device
-from .. import __version__ as PANTINY_VERSION
+from ..errors import ConfigError, ModelOutputError
 from ..models import build_model
 from .config import TrainConfig, to_toml
 from .data import SceneTooSmall
 from .loss import CompositeLoss
 from .mixing import Mixer
-from ..errors import ConfigError, ModelOutputError
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"

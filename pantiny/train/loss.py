@@ -27,6 +27,7 @@ from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
+
 from ..errors import ConfigError
 
 SSIM_C1 = 0.01 ** 2

@@ -17,10 +17,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .data import augment
-from ..errors import ConfigError
-
 from ..choices import BALANCES  # noqa: E402  (re-exported)
+from ..errors import ConfigError
+from .data import augment
 
 
 def _size(d: Any, patch: Optional[int]) -> int:

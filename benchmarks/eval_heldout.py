@@ -6,8 +6,8 @@ file's ``SENSOR`` tag) it computes, on the 4 model bands (R, G, B, NIR):
 * reduced resolution (Wald's protocol, :class:`pantiny.train.data.WaldScene`: MS and PAN filtered
   with the sensor's MTF and decimated by 4, the original MS as reference): PSNR (dB, peak = the
   sensor's max DN), SSIM, SAM (degrees), ERGAS;
-* full resolution (no reference, the original files): D_lambda, D_s, QNR (Vivone 2020 toolbox
-  definition of :func:`pantiny.metrics.qnr`);
+* full resolution (no reference, the original files): D_lambda, D_s, QNR and HQNR (Vivone 2020
+  toolbox definitions of :func:`pantiny.metrics.qnr`);
 
 for the model, EXP (the bicubic-upsampled MS, the model's own input) and every method of
 ``pantiny.classical.METHODS``, all run through :func:`pantiny.pansharpen`. Scores are averaged over
@@ -39,12 +39,13 @@ from pantiny.classical import METHODS
 from pantiny.cli import find_pairs
 from pantiny.models import build_model
 from pantiny.resample import upsample
+from pantiny.sensors import with_band_names
 from pantiny.train.data import RRScene, WaldScene, corpus_sources
 from pantiny.train.loop import load_checkpoint
 from pantiny.weights import load_model
 
 RR_KEYS = ("psnr", "ssim", "sam_deg", "ergas")
-FR_KEYS = ("d_lambda", "d_s", "qnr")
+FR_KEYS = ("d_lambda", "d_s", "qnr", "hqnr")
 
 
 def model_from(spec: str, manifest: Optional[str] = None) -> torch.nn.Module:
@@ -97,9 +98,11 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
           "pantiny": pantiny.pansharpen(pan_full, ms_full, model=net, **kw)}
     for m in methods:
         fr[m] = pantiny.pansharpen(pan_full, ms_full, method=m, **kw)
+    # The sensor's entry for a 4-band R,G,B,NIR cube (MTF gains of those bands, for HQNR's D_lambda_K).
+    fr_sensor = with_band_names(s, [s.bands[i] for i in s.model_bands])
     for name, out in fr.items():
-        q = metrics.qnr(pan_full, ms_full, out)  # toolbox QNR: needs no sensor (MS already the 4 model bands)
-        scores[name].update(d_lambda=q.d_lambda, d_s=q.d_s, qnr=q.qnr)
+        q = metrics.qnr(pan_full, ms_full, out, sensor=fr_sensor, hqnr=True)
+        scores[name].update(d_lambda=q.d_lambda, d_s=q.d_s, qnr=q.qnr, hqnr=q.hqnr)
     return s.name, dict(scores)
 
 
@@ -141,12 +144,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     for sensor, by_method in per_sensor.items():
         n = len(next(iter(by_method.values())))
         print(f"\n### {sensor}: {n} scene(s), rows {args.rows[0]:g}-{args.rows[1]:g}\n")
-        print("| method | RR PSNR (dB) ↑ | RR SSIM ↑ | RR SAM (°) ↓ | RR ERGAS ↓ | D_λ ↓ | D_s ↓ | QNR ↑ |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| method | RR PSNR (dB) ↑ | RR SSIM ↑ | RR SAM (°) ↓ | RR ERGAS ↓ | D_λ ↓ | D_s ↓ | QNR ↑ | HQNR ↑ |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, rs in by_method.items():
             mean = {k: float(np.mean([r[k] for r in rs])) for k in keys}
             print(f"| {name} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['sam_deg']:.3f} | {mean['ergas']:.3f} | "
-                  f"{mean['d_lambda']:.4f} | {mean['d_s']:.4f} | {mean['qnr']:.4f} |")
+                  f"{mean['d_lambda']:.4f} | {mean['d_s']:.4f} | {mean['qnr']:.4f} | {mean['hqnr']:.4f} |")
     if args.json is not None:
         args.json.write_text(json.dumps(per_scene, indent=2) + "\n")
     return 0

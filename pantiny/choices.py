@@ -11,9 +11,11 @@ from typing import Sequence
 #: ``pansharpen(method=...)`` values that select the network.
 MODEL_METHODS = ("pantiny", "model")
 #: Classical methods of :mod:`pantiny.classical` (``METHODS`` keys, checked by a test).
-CLASSICAL_METHODS = ("brovey", "gs", "gsa", "ihs", "mtf-glp", "pca", "sfim")
+CLASSICAL_METHODS = ("brovey", "gs", "gsa", "ihs", "lmvm", "mtf-glp", "pca", "sfim")
 #: Channel-attention statistics of the network under tiling.
-ATTENTION = ("scene", "tile")
+ATTENTION = ("scene", "sampled", "tile")
+#: Tiles the ``"sampled"`` attention mode gathers its scene statistics from (spread over the scene).
+SAMPLED_TILES = 16
 #: What happens to MS bands that are not model inputs.
 OTHER_BANDS = ("drop", "upsample", "ratio")
 #: MS interpolation onto the PAN grid.

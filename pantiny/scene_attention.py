@@ -15,7 +15,7 @@ Cost: for PanTiny-Big about 3.6 forward passes instead of 1 (the passes stop ear
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch import nn
 
 from .errors import InputError
 from .models.blocks import AttentionStats, ChannelAttention, StopForward
-from .tiling import TileSource, iter_batches
+from .tiling import Tile, TileSource, iter_batches, sample_tiles
 
 
 def attention_layers(model: nn.Module) -> List[ChannelAttention]:
@@ -33,19 +33,21 @@ def attention_layers(model: nn.Module) -> List[ChannelAttention]:
 
 def layer_sums(model: nn.Module, index: int, source: TileSource, *, tile: int, overlap: int, batch_size: int,
                device: torch.device, core: Optional[Tuple[int, int, int, int]] = None,
+               only: Optional[Sequence[Tile]] = None,
                progress: Optional[Callable[[int], None]] = None) -> AttentionStats:
     """The sums defining attention layer ``index`` over ``source`` (layers before it already fixed).
 
     Each pixel is counted once (tile ownership), nodata pixels not at all; ``core`` =
     ``(row, col, height, width)`` counts only that window of the source (a block of a scene split
     across workers, whose margin belongs to other blocks). Sums of blocks add up to the scene's.
+    ``only``: gather over these tiles alone (a sample of the scene, :func:`pantiny.tiling.sample_tiles`).
     """
     layer = attention_layers(model)[index]
     stats = AttentionStats()
     layer.scene_stats = stats
     try:
         for _, tiles, ms_up, pan, valid, weights in iter_batches(source, tile=tile, overlap=overlap,
-                                                                 batch_size=batch_size, blend="crop"):
+                                                                 batch_size=batch_size, blend="crop", only=only):
             own = np.stack(weights) * np.stack(valid)
             if core is not None:
                 r0, c0, h, w = core
@@ -71,21 +73,26 @@ def layer_sums(model: nn.Module, index: int, source: TileSource, *, tile: int, o
 
 @contextmanager
 def scene_attention(model: nn.Module, source: TileSource, *, tile: int, overlap: int, batch_size: int,
-                    device: torch.device, progress: Optional[Callable[[int], None]] = None) -> Iterator[nn.Module]:
+                    device: torch.device, sample: Optional[int] = None,
+                    progress: Optional[Callable[[int], None]] = None) -> Iterator[nn.Module]:
     """Fix every attention layer of ``model`` to whole-scene statistics for the duration of the block.
 
     ``model(ms_up, pan)`` must take the 4 model bands; the layers are restored on exit, so the same
-    model object can be reused for another scene.
+    model object can be reused for another scene. ``sample``: estimate the statistics from at most
+    that many tiles spread over the scene (:func:`pantiny.tiling.sample_tiles`) instead of all of
+    them: the passes then cost ``sample`` tiles each, whatever the scene size (the ``"sampled"``
+    attention mode; exact when the scene has no more tiles than that).
     """
     radius = getattr(model, "receptive_radius", None)
     if radius is not None and overlap // 2 < radius:
         raise InputError(f"tile overlap {overlap} is too small for exact tiling with this model: "
                          f"need at least {2 * radius} pixels (2 x its receptive radius {radius})")
     layers = attention_layers(model)
+    only = None if sample is None else sample_tiles(source.height, source.width, tile, overlap, sample)
     try:
         for k, layer in enumerate(layers):
             stats = layer_sums(model, k, source, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
-                               progress=progress)
+                               only=only, progress=progress)
             stats.finalise()
             layer.scene_stats = stats
         yield model

@@ -90,21 +90,45 @@ def _axis_weights(starts: Sequence[int], n: int, size: int, overlap: int, blend:
     return out
 
 
+def sample_tiles(height: int, width: int, tile: int, overlap: int, n: int) -> List[Tile]:
+    """``n`` tiles spread evenly over the scene (row-major order), or all of them when there are fewer.
+
+    Examples:
+        >>> from pantiny.tiling import sample_tiles
+        >>> len(sample_tiles(2048, 2048, 512, 64, 4)), len(sample_tiles(600, 600, 512, 64, 16))
+        (4, 4)
+    """
+    rows = plan_tiles(height, width, tile, overlap)
+    n_r, n_c = len(rows), len(rows[0])
+    if n >= n_r * n_c:
+        return [t for row in rows for t in row]
+    # a lattice of k_r x k_c <= n tiles with the scene's aspect ratio, corners included
+    k_r = max(1, min(n_r, int(round(np.sqrt(n * n_r / n_c)))))
+    k_c = max(1, min(n_c, n // k_r))
+    pick_r = np.unique(np.round(np.linspace(0, n_r - 1, k_r)).astype(int))
+    pick_c = np.unique(np.round(np.linspace(0, n_c - 1, k_c)).astype(int))
+    return [rows[i][j] for i in pick_r for j in pick_c]
+
+
 def iter_batches(source: TileSource, *, tile: int, overlap: int, batch_size: int, blend: str = "ramp",
+                 only: Optional[Sequence[Tile]] = None,
                  ) -> Iterator[Tuple[int, List[Tile], torch.Tensor, torch.Tensor, List[np.ndarray], List[np.ndarray]]]:
     """One pass over the scene: ``(tile_row_index, tiles, ms_up (B,C,h,w), pan (B,1,h,w), valid, weights)``.
 
     Tiles come in row-major order, batches never span two tile rows. ``weights`` are the blend
-    weights (h,w) of each tile; with ``blend="crop"`` they are the 0/1 ownership masks.
+    weights (h,w) of each tile; with ``blend="crop"`` they are the 0/1 ownership masks. ``only``:
+    visit just these tiles of the plan (e.g. :func:`sample_tiles`); the others are not even read.
     """
     if blend not in BLENDS:
         raise InputError(f"blend must be one of {BLENDS}, got {blend!r}")
     rows = plan_tiles(source.height, source.width, tile, overlap)
     row_w = _axis_weights([r[0].row for r in rows], rows[0][0].height, source.height, overlap, blend)
     col_w = _axis_weights([t.col for t in rows[0]], rows[0][0].width, source.width, overlap, blend)
+    keep = None if only is None else set(only)
     for k, row_tiles in enumerate(rows):
-        for b in range(0, len(row_tiles), batch_size):
-            idx = range(b, min(b + batch_size, len(row_tiles)))
+        cols = [i for i, t in enumerate(row_tiles) if keep is None or t in keep]
+        for b in range(0, len(cols), batch_size):
+            idx = cols[b:b + batch_size]
             reads = [source.read(row_tiles[i]) for i in idx]
             yield (k, [row_tiles[i] for i in idx], torch.stack([r[0] for r in reads]),
                    torch.stack([r[1] for r in reads]), [r[2] for r in reads],

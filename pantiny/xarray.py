@@ -134,7 +134,7 @@ def pansharpen(pan: Any, ms: Any, *, chunks: int = 2048, sensor: Any = None, ban
         return (pan_r.da.data[:, p.row:p.row + p.height, p.col:p.col + p.width],
                 ms_r.da.data[:, m.row:m.row + m.height, m.col:m.col + m.width])
 
-    if net is not None and attention == "scene":  # one reduction per attention layer, in forward order
+    if net is not None and attention in ("scene", "sampled"):  # one reduction per layer ("sampled": exact here)
         for k, layer in enumerate(attention_layers(net)):
             shared = dask.delayed(_identity, pure=False)(net)
             parts = dask.compute(*[dask.delayed(_block_sums)(shared, k, plan, *inputs(b), b)
@@ -256,7 +256,8 @@ def _as_dataarray(data: Any, pan: Any, ms_r: DataArrayRaster, sens: Any, plan: _
         import rioxarray  # noqa: F401  (registers .rio)
 
         if pan3.rio.crs is not None:
-            out = out.rio.write_crs(pan3.rio.crs)
+            # the PAN's own geotransform: recomputing it from the coordinates adds float noise
+            out = out.rio.write_crs(pan3.rio.crs).rio.write_transform(pan3.rio.transform(recalc=False))
         if plan.out_nodata is not None:
             out = out.rio.write_nodata(plan.out_nodata)
     except ImportError:

@@ -18,11 +18,11 @@ from pantiny.resample import upsample
 from pantiny.sensors import get_sensor
 from pantiny.synthetic import make_scene
 
-ALL = ["brovey", "ihs", "gs", "gsa", "pca", "sfim", "mtf-glp"]
+ALL = ["brovey", "ihs", "gs", "gsa", "pca", "sfim", "mtf-glp", "lmvm"]
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("vs_gdal", REPO / "benchmarks" / "vs_gdal.py")
+    spec = importlib.util.spec_from_file_location("vs_peers", REPO / "benchmarks" / "vs_peers.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up while the file executes
     spec.loader.exec_module(mod)
@@ -208,7 +208,8 @@ def test_options_change_the_result(scene_4band):
     run = lambda m, **o: pansharpen(pan, ms, method=m, sensor="ikonos", method_options=o).astype(np.int64)  # noqa: E731
     pairs = [(run("brovey"), run("brovey", match=True)), (run("ihs"), run("ihs", weights=[0.4, 0.3, 0.2, 0.1])),
              (run("sfim"), run("sfim", box=3)), (run("mtf-glp"), run("mtf-glp", gains="hpm")),
-             (run("mtf-glp", gains="unit"), run("mtf-glp", gains="unit", match=False))]
+             (run("mtf-glp", gains="unit"), run("mtf-glp", gains="unit", match=False)),
+             (run("lmvm"), run("lmvm", radius=1))]
     for a, b in pairs:
         assert np.abs(a - b).mean() > 0.5
 
@@ -244,11 +245,32 @@ def test_bad_inputs_raise_value_error(scene_4band):
     ("sfim", {"box": 9}, "odd integer in 3..7"),
     ("mtf-glp", {"gains": "cbd"}, "must be one of"),
     ("mtf-glp", {"ratio": 1}, "integer >= 2"),
+    ("lmvm", {"radius": 0}, "integer in 1..7"),
+    ("lmvm", {"radius": 2.5}, "integer in 1..7"),
 ])
 def test_bad_options_raise_value_error(scene_4band, method, options, message):
     pan, ms, _ = scene_4band
     with pytest.raises(ValueError, match=message):
         pansharpen(pan, ms, method=method, method_options=options)
+
+
+def test_lmvm_matches_a_whole_image_formula(scene_4band):
+    """LMVM through the tiled pipeline == the formula on the whole image (scipy window moments)."""
+    pan, ms, _ = scene_4band
+    sc = 2047.0
+    got = pansharpen(pan, ms, method="lmvm", sensor="ikonos", tile=96, overlap=32)
+    ms_up = upsample(torch.from_numpy(ms.astype(np.float32) / sc)[None], 4)[0].double().numpy()
+    p = pan[0].astype(np.float32).astype(np.float64) / (np.float32(sc))
+    mean = lambda x: uniform_filter(x, size=7, mode="nearest")  # noqa: E731  (replicate borders)
+    mu_p = mean(p)
+    sd_p = np.sqrt(np.maximum(mean(p * p) - mu_p ** 2, 0))
+    want = np.empty_like(ms_up)
+    for k in range(4):
+        mu_m = mean(ms_up[k])
+        sd_m = np.sqrt(np.maximum(mean(ms_up[k] ** 2) - mu_m ** 2, 0))
+        want[k] = np.where(sd_p > 1e-6, (p - mu_p) * sd_m / np.where(sd_p > 1e-6, sd_p, 1) + mu_m, ms_up[k])
+    want = np.clip(np.round(want * sc), 0, 65535)
+    assert np.abs(got.astype(np.float64) - want).max() <= 1
 
 
 def test_apply_checks_tile_shapes():

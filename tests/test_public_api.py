@@ -91,7 +91,7 @@ def test_classical_methods_and_sensor_table():
     from pantiny.classical import METHODS, ClassicalMethod
     from pantiny.sensors import SENSORS, Sensor, get_sensor
 
-    assert list(METHODS) == ["brovey", "ihs", "gs", "gsa", "pca", "sfim", "mtf-glp"]
+    assert list(METHODS) == ["brovey", "ihs", "gs", "gsa", "pca", "sfim", "lmvm", "mtf-glp"]
     for key, m in METHODS.items():
         assert isinstance(m, ClassicalMethod) and m.name == key and callable(m.apply)
         assert m.fit is None or callable(m.fit)

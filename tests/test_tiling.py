@@ -97,3 +97,30 @@ def test_overlap_too_small_for_exact_model_tiling(scene_4band, random_weights):
     pan, ms, _ = scene_4band
     with pytest.raises(ValueError, match="overlap 16 is too small"):
         pansharpen(pan, ms, model=str(random_weights), tile=128, overlap=16)
+
+
+def test_sample_tiles_spread_over_the_scene():
+    from pantiny.tiling import plan_tiles, sample_tiles
+
+    all_tiles = [t for row in plan_tiles(1000, 1000, 128, 64) for t in row]
+    some = sample_tiles(1000, 1000, 128, 64, 16)
+    assert len(some) == 16 and set(some) <= set(all_tiles)
+    assert some[0] == all_tiles[0] and some[-1] == all_tiles[-1]  # corners included, spread between
+    assert len({t.row for t in some}) >= 4 and len({t.col for t in some}) >= 4
+    assert sample_tiles(300, 300, 128, 64, 16) == all_tiles[:0] + [t for row in plan_tiles(300, 300, 128, 64) for t in row]
+
+
+def test_sampled_attention_is_exact_on_small_scenes_and_close_on_large(scene_4band):
+    """'sampled' statistics: identical to 'scene' when the scene has <= 16 tiles; on 49 tiles
+    (16 sampled) within a few DN, far closer than per-tile attention. Real-scene figures: README."""
+    pan, ms, _ = scene_4band  # 256 x 256
+    exact = pansharpen(pan, ms, sensor="ikonos", tile=128, overlap=40)  # 3 x 3 tiles
+    np.testing.assert_array_equal(pansharpen(pan, ms, sensor="ikonos", tile=128, overlap=40, attention="sampled"),
+                                  exact)
+    exact = pansharpen(pan, ms, sensor="ikonos", tile=72, overlap=40)  # 7 x 7 tiles
+    sampled = pansharpen(pan, ms, sensor="ikonos", tile=72, overlap=40, attention="sampled")
+    per_tile = pansharpen(pan, ms, sensor="ikonos", tile=72, overlap=40, attention="tile")
+    d_sampled = np.abs(sampled.astype(np.int64) - exact)
+    d_tile = np.abs(per_tile.astype(np.int64) - exact)
+    assert d_sampled.max() > 0  # the sample really is a sample
+    assert d_sampled.mean() < 0.25 * d_tile.mean(), (d_sampled.mean(), d_tile.mean())

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""pantiny vs GDAL pansharpening: speed, peak memory and quality, in one markdown table.
+"""pantiny vs its peers (GDAL, Orfeo ToolBox): speed, peak memory and quality, in one markdown table.
 
-    python benchmarks/vs_gdal.py [--scenes sample,ikonos,wv3crop] [--weights PATH] [--out FILE.md]
+    python benchmarks/vs_peers.py [--scenes sample,ikonos,wv3crop] [--weights PATH] [--otb lmvm,rcs] [--out FILE.md]
 
 For each scene (the bundled synthetic WorldView-3 sample ``examples/data/sample_{pan,ms}.tif`` and,
 when present, the real scenes of ``../shared/data/``: ``ikonos_scene_*`` and ``wv3_crop_*``):
@@ -10,6 +10,11 @@ when present, the real scenes of ``../shared/data/``: ``ikonos_scene_*`` and ``w
   ``gdal_pansharpen``), opened and read with rasterio's bundled GDAL; spectral bands = the four
   bands pantiny fuses (R, G, B, NIR; for 8-band WorldView: B, G, R, NIR1), default weights (1/4
   each), MS resampling ``Cubic`` (GDAL's default), ``NumThreads`` = ``--threads``.
+* **Orfeo ToolBox** (when ``otbcli_BundleToPerfectSensor`` is on the PATH, e.g. Debian ``otb-bin``):
+  ``BundleToPerfectSensor -method lmvm`` (and the other ``--otb`` methods: ``rcs``, ``bayes``) on
+  the same files, run as a subprocess (its start-up is part of its time, as a user would see it),
+  ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` = ``--threads``; the four fused bands are read back from
+  its output. OTB works on every MS band; only those four are scored.
 * **pantiny**: :func:`pantiny.pansharpen` on the same GeoTIFFs with each classical method
   (bicubic MS upsampling, default tiles) and the model when weights are available (the manifest's
   default model, or ``--weights PATH``); torch uses ``--threads`` threads.
@@ -56,7 +61,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "data"
 SHARED_DATA = Path(os.environ.get("PANTINY_SHARED_DATA", REPO.parent / "shared" / "data"))
-CLASSICAL = ("brovey", "ihs", "gs", "gsa", "pca", "sfim", "mtf-glp")
+CLASSICAL = ("brovey", "ihs", "gs", "gsa", "pca", "sfim", "mtf-glp", "lmvm")
+OTB_APP = "otbcli_BundleToPerfectSensor"
+OTB_METHODS = ("lmvm", "rcs", "bayes")
 
 
 # --- GDAL --------------------------------------------------------------------------------------
@@ -113,6 +120,29 @@ def gdal_has_pansharpen() -> bool:
 
 
 # --- measurement ---------------------------------------------------------------------------------
+
+def otb_available() -> bool:
+    import shutil
+
+    return shutil.which(OTB_APP) is not None
+
+
+def otb_pansharpen(pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]", bands: Sequence[int], method: str,
+                   *, threads: int, folder: Path, dtype: str) -> np.ndarray:
+    """Orfeo ToolBox ``BundleToPerfectSensor`` (subprocess) -> the fused ``bands`` (1-based) as (4,H,W)."""
+    import subprocess
+
+    out = folder / f"otb_{method}.tif"
+    otb_type = {"uint8": "uint8", "uint16": "uint16", "int16": "int16", "float32": "float"}.get(dtype, "float")
+    env = dict(os.environ, ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=str(threads), OTB_LOGGER_LEVEL="WARNING")
+    cmd = [OTB_APP, "-inp", str(pan), "-inxs", str(ms), "-method", method, "-out", str(out), otb_type,
+           "-ram", "512"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {(res.stderr or res.stdout).strip()[-500:]}")
+    with rasterio.open(out) as ds:
+        return ds.read(list(bands))
+
 
 def _status_kb(key: str) -> Optional[int]:
     try:
@@ -277,6 +307,13 @@ def run(args: argparse.Namespace) -> str:
     have_gdal = gdal_has_pansharpen()
     if not have_gdal:
         notes.append("GDAL pansharpening (VRTPansharpenedDataset) not available in this GDAL: GDAL rows skipped")
+    otb_methods = [m for m in args.otb.split(",") if m]
+    have_otb = bool(otb_methods) and otb_available()
+    if otb_methods and not have_otb:
+        notes.append(f"Orfeo ToolBox ({OTB_APP}) not installed: OTB rows skipped (Debian: apt install otb-bin)")
+    bad_otb = [m for m in otb_methods if m not in OTB_METHODS]
+    if bad_otb:
+        raise SystemExit(f"unknown OTB methods {bad_otb}; choose from {', '.join(OTB_METHODS)}")
     model, model_note = resolve_model(args.weights)
     notes.append(model_note)
 
@@ -300,6 +337,11 @@ def run(args: argparse.Namespace) -> str:
             for meth in methods:
                 runs.append((f"pantiny {meth}", lambda p, m, meth=meth: pansharpen(
                     str(p), str(m), method=meth, sensor=sc.sensor or None, device="cpu"), args.repeat, True))
+            if have_otb:
+                for om in otb_methods:
+                    runs.append((f"OTB {om}", lambda p, m, om=om: otb_pansharpen(
+                        p, m, gdal_bands, om, threads=args.threads, folder=Path(tmp), dtype=sc.ms.dtype.name),
+                        args.repeat, True))
             if model is not None:
                 runs.append((f"pantiny model ({args.attention} attention)", lambda p, m: pansharpen(
                     str(p), str(m), model=model, sensor=sc.sensor or None, device="cpu",
@@ -313,18 +355,21 @@ def run(args: argparse.Namespace) -> str:
                 notes.append(f"{sc.name}: pantiny brovey vs GDAL WeightedBrovey, both with nearest MS resampling: "
                              f"max |diff| = {d.max()} DN, {100 * (d == 0).mean():.2f} % of values identical")
 
-            gdal_speed = None
+            gdal_speed = otb_speed = None
             for label, fn, repeat, warm in runs:
                 t_start = time.perf_counter()
                 out, secs, peak = measure(lambda: fn(sc.pan_path, sc.ms_path), repeat, warm)
                 speed = mpix / secs
                 if label.startswith("GDAL"):
                     gdal_speed = speed
+                if label == "OTB lmvm":
+                    otb_speed = speed
                 q = qnr(sc.pan, sc.ms, out, sensor=sc.sensor or None)
                 rr = fn(rr_pan, rr_ms).astype(np.float64)
                 rows.append({
                     "scene": f"{sc.name} ({s.name.upper()}, {w}x{h})", "method": label,
                     "mpix_s": speed, "ratio": None if gdal_speed is None else speed / gdal_speed,
+                    "ratio_otb": None if otb_speed is None else speed / otb_speed,
                     "peak_mb": peak, "d_lambda": q.d_lambda, "d_s": q.d_s, "qnr": q.qnr,
                     "psnr": psnr(rr, gt, data_range=peak_dn), "sam": sam(rr, gt, degrees=True),
                     "ergas": ergas(rr, gt, ratio=s.ratio),
@@ -347,13 +392,15 @@ def _fmt(v: object, spec: str) -> str:
 
 
 def render(rows: List[Dict[str, object]], notes: List[str], args: argparse.Namespace) -> str:
-    head = ["| scene | method | MPix/s | x GDAL | peak MB | D_lambda | D_s | QNR | RR PSNR (dB) | RR SAM (deg) | RR ERGAS |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    head = ["| scene | method | MPix/s | x GDAL | x OTB LMVM | peak MB | D_lambda | D_s | QNR | RR PSNR (dB) | "
+            "RR SAM (deg) | RR ERGAS |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     body = [f"| {r['scene']} | {r['method']} | {_fmt(r['mpix_s'], '.2f')} | {_fmt(r['ratio'], '.2f')} | "
+            f"{_fmt(r.get('ratio_otb'), '.2f')} | "
             f"{_fmt(r['peak_mb'], '.1f')} | {_fmt(r['d_lambda'], '.4f')} | {_fmt(r['d_s'], '.4f')} | "
             f"{_fmt(r['qnr'], '.4f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['sam'], '.3f')} | {_fmt(r['ergas'], '.3f')} |"
             for r in rows]
-    info = (f"pantiny vs GDAL pansharpening - {platform.machine()}, {os.cpu_count()} CPUs, "
+    info = (f"pantiny vs GDAL and Orfeo ToolBox pansharpening - {platform.machine()}, {os.cpu_count()} CPUs, "
             f"{args.threads} threads (torch and GDAL NumThreads), torch {torch.__version__}, "
             f"GDAL {rasterio.__gdal_version__} (rasterio {rasterio.__version__}); best of {args.repeat} "
             f"timed runs after a warm-up; peak MB = VmHWM above the pre-call RSS; QNR = pantiny.metrics.qnr "
@@ -370,6 +417,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--scenes", default="sample,ikonos,wv3crop",
                     help="comma-separated: sample, ikonos, wv3crop (missing ones are skipped)")
     ap.add_argument("--methods", default=",".join(CLASSICAL), help="classical pantiny methods to run")
+    ap.add_argument("--otb", default="lmvm", help="Orfeo ToolBox methods to run (lmvm, rcs, bayes; '' for none)")
     ap.add_argument("--weights", help="model .safetensors (default: the manifest's model, skipped if absent)")
     ap.add_argument("--attention", default="scene", choices=("scene", "tile"), help="model attention mode")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per method (best is kept)")

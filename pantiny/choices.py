@@ -32,6 +32,9 @@ DATA_KINDS = ("geotiff", "hdf5", "corpus")
 CORPUS_KINDS = ("fr", "rr", "rr_nogt")
 PAN_FILTERS = ("mtf", "bicubic")
 BALANCES = ("none", "sensor")
+#: Training stages: ``rr`` reduced resolution with a reference (stage 1), ``fr`` full resolution
+#: without one (stage 2, :mod:`pantiny.train.fr_loss`).
+TRAIN_STAGES = ("rr", "fr")
 
 
 def check(value: object, allowed: Sequence[str], what: str) -> str:

@@ -14,6 +14,9 @@
     validate_every = 100        # steps between validations (and one at the end)
     log_every = 10              # steps between log lines
     out = "runs/small"          # run folder; relative paths are relative to this file
+    stage = "rr"                # "rr": reduced-resolution pairs, composite loss (stage 1);
+                                # "fr": full-resolution pairs, no reference (stage 2, see [loss])
+    init = "runs/s1/checkpoint.pt"  # start from these weights (checkpoint.pt, .safetensors, manifest name)
 
     [optim]                     # Adam with L2 weight decay, cosine annealing to eta_min
     lr = 5e-4
@@ -27,6 +30,8 @@
     focal = 1.5
     focal_as_l1 = false         # true: the released code's behaviour (focal term -> L1)
     sam = 0.0                   # spectral-angle term (radians), ours; 0 = the paper's loss
+    spectral = 1.0              # stage "fr": spectral consistency weight (pantiny.train.fr_loss)
+    spatial = 1.0               # stage "fr": spatial consistency weight
 
     [[data]]                    # as many as needed
     kind = "geotiff"            # Wald-degraded full-resolution scene ...
@@ -58,7 +63,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 try:  # Python >= 3.11
     import tomllib
@@ -68,7 +73,7 @@ except ImportError:  # pragma: no cover - Python 3.9 / 3.10
     except ImportError:
         tomllib = None  # type: ignore[assignment]
 
-from ..choices import DATA_KINDS, check
+from ..choices import DATA_KINDS, TRAIN_STAGES, check
 from ..errors import ConfigError
 from ..models import MODELS
 from .data import PAN_FILTERS, Source
@@ -92,6 +97,8 @@ class RunConfig:
     validate_every: int = 100
     log_every: int = 10
     out: str = "runs/pantiny"
+    stage: str = "rr"
+    init: Optional[str] = None
 
 
 @dataclass
@@ -113,6 +120,8 @@ class LossConfig:
     focal: float = 1.5
     focal_as_l1: bool = False
     sam: float = 0.0
+    spectral: float = 1.0
+    spatial: float = 1.0
 
 
 @dataclass
@@ -190,12 +199,18 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
     if run.balance not in BALANCES:
         raise ConfigError(f"[run] balance must be one of {BALANCES}, got {run.balance!r}")
     run.out = str((base / run.out).resolve())
+    check(run.stage, TRAIN_STAGES, "[run] stage")
+    if run.init is not None and run.init.endswith((".pt", ".safetensors")):
+        run.init = str((base / run.init).resolve())
+    if run.stage == "fr" and run.init is None:
+        raise ConfigError("[run] stage = \"fr\" fine-tunes trained weights: give [run] init = "
+                          "\"<checkpoint.pt | .safetensors | manifest name>\"")
     optim = _build(OptimConfig, dict(d.get("optim", {})), "optim")
     if not (optim.lr > 0 and 0 <= optim.eta_min <= optim.lr and optim.weight_decay >= 0
             and all(0 <= b < 1 for b in optim.betas)):
         raise ConfigError(f"[optim] needs lr > 0, 0 <= eta_min <= lr, weight_decay >= 0, betas in [0, 1): {optim}")
     loss = _build(LossConfig, dict(d.get("loss", {})), "loss")
-    if min(loss.charbonnier, loss.ssim, loss.focal, loss.sam) < 0:
+    if min(loss.charbonnier, loss.ssim, loss.focal, loss.sam, loss.spectral, loss.spatial) < 0:
         raise ConfigError(f"[loss] weights must be >= 0: {loss}")
     data = d.get("data", [])
     if not isinstance(data, list):

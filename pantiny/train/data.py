@@ -227,6 +227,79 @@ class WaldScene:
             size //= 2
 
 
+class FRScene:
+    """Full-resolution training crops of one real PAN/MS pair, for stage 2 (no reference, no degradation).
+
+    A sample is ``(ms_nn, lms, pan)`` on the PAN grid: the MS (4 model bands, unit range)
+    nearest-upsampled by ``ratio`` (so crops and flips keep MS pixels whole; the loss reads every
+    ``ratio``-th pixel back: ``ms_lr = ms_nn[..., ::ratio, ::ratio]``), the bicubic-upsampled MS (the
+    network input, as :func:`pantiny.pansharpen` makes it) and the PAN. Crops start on MS pixel
+    corners. Arguments as :class:`WaldScene` (``rows`` in fractions of the height).
+    """
+
+    def __init__(self, pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]",
+                 sensor: "str | Sensor | None" = None, *, ratio: int = 4, rows: Tuple[float, float] = (0.0, 1.0),
+                 scale: Optional[float] = None, nodata: Optional[float] = None,
+                 bands: Optional[Sequence[int]] = None, name: Optional[str] = None) -> None:
+        pan_info, ms_info = rio_io.raster_info(pan), rio_io.raster_info(ms)
+        rio_io.check_pair(pan_info, ms_info, ratio)
+        self.sensor, self.bands, self.scale = _identify(ms, ms_info, sensor, bands, scale)
+        self.ratio = ratio
+        self.name = name or f"{self.sensor.name}:{Path(ms).name}[full resolution]"
+        h, w = min(ms_info.height, pan_info.height // ratio), min(ms_info.width, pan_info.width // ratio)
+        r0, r1 = int(round(rows[0] * h)), int(round(rows[1] * h))
+        if r1 - r0 < 8 or w < 8:
+            raise SceneTooSmall(f"{ms}: a {r1 - r0}x{w} MS part is too small for full-resolution crops")
+        ms_dn = rio_io.read(ms, window=(r0, 0, r1 - r0, w), bands=self.bands).astype(np.float32)
+        pan_dn = rio_io.read(pan, window=(r0 * ratio, 0, (r1 - r0) * ratio, w * ratio)).astype(np.float32)
+        ms_u = torch.from_numpy(ms_dn / self.scale)
+        self.pan = torch.from_numpy(pan_dn / self.scale).contiguous()
+        self.lms = upsample(ms_u[None], ratio)[0].contiguous()
+        self.ms_nn = ms_u.repeat_interleave(ratio, -2).repeat_interleave(ratio, -1).contiguous()
+        self.bad = np.zeros(self.pan.shape[-2:], dtype=bool)
+        ms_nd = nodata if nodata is not None else ms_info.nodata
+        pan_nd = nodata if nodata is not None else pan_info.nodata
+        if ms_nd is not None:  # an MS hole, widened by the bicubic support, at PAN resolution
+            hole = np.all(ms_dn == ms_nd, axis=0)
+            if hole.any():  # dilated by 2 MS pixels (max-pool), then onto the PAN grid
+                t = torch.from_numpy(hole.astype(np.float32))[None, None]
+                hole = torch.nn.functional.max_pool2d(t, 5, stride=1, padding=2)[0, 0].numpy() > 0
+                self.bad |= hole.repeat(ratio, 0).repeat(ratio, 1)
+        if pan_nd is not None:
+            self.bad |= pan_dn[0] == pan_nd
+        self._corners: Dict[int, np.ndarray] = {}
+
+    def _clean(self, patch: int) -> np.ndarray:
+        if patch not in self._corners:
+            c = clean_corners(self.bad, patch)
+            w = self.bad.shape[1]
+            self._corners[patch] = c[((c // w) % self.ratio == 0) & ((c % w) % self.ratio == 0)]
+        return self._corners[patch]
+
+    def size(self, patch: Optional[int]) -> int:
+        h, w = self.pan.shape[-2:]
+        return 1 if patch is None else max(1, int((h * w - int(self.bad.sum())) // (patch * patch)))
+
+    def __len__(self) -> int:
+        return 1
+
+    def can_draw(self, patch: Optional[int]) -> bool:
+        return patch is not None and patch % self.ratio == 0 and self._clean(patch).size > 0
+
+    def draw(self, rng: np.random.Generator, patch: Optional[int]) -> Sample:
+        if patch is None or patch % self.ratio:
+            raise InputError(f"full-resolution crops need a patch that is a multiple of {self.ratio}, got {patch}")
+        corners = self._clean(patch)
+        if corners.size == 0:
+            raise InputError(f"{self.name}: no {patch}x{patch} crop free of nodata")
+        r, c = divmod(int(corners[int(rng.integers(corners.size))]), self.pan.shape[-1])
+        return tuple(x[..., r:r + patch, c:c + patch] for x in self.full())  # type: ignore[return-value]
+
+    def full(self) -> Sample:
+        """The whole part ``(ms_nn, lms, pan)``."""
+        return self.ms_nn, self.lms, self.pan
+
+
 def _model_bands(path: Any, count: int, sensor: Sensor, bands: Optional[Sequence[int]]) -> List[int]:
     """0-based indices of R, G, B, NIR in a file of ``count`` bands: ``bands`` if given, else the sensor's map."""
     if bands is not None:
@@ -462,17 +535,24 @@ class Source:
         return corpus_sources(self.path or "", split=self.split, sensors=self.sensors, scenes=self.scenes,
                               exclude=self.exclude, pan_filter=self.pan_filter)
 
-    def open(self) -> "WaldScene | RRScene | H5Dataset":
-        """Open the dataset this (per-scene) entry describes."""
+    def open(self, stage: str = "rr") -> "WaldScene | RRScene | FRScene | H5Dataset":
+        """Open the dataset this (per-scene) entry describes; ``stage="fr"``: full-resolution crops of
+        the PAN/MS pair (:class:`FRScene`; a triplet's reference is not used)."""
         if self.kind == "geotiff":
             if not (self.pan and self.ms):
                 raise InputError("a geotiff data source needs pan = and ms = paths")
+            if stage == "fr":
+                return FRScene(self.pan, self.ms, self.sensor, rows=tuple(self.rows),  # type: ignore[arg-type]
+                               scale=self.scale, bands=self.bands, name=self.name)
             if self.gt:
                 return RRScene(self.pan, self.ms, self.gt, self.sensor, scale=self.scale, bands=self.bands,
                                name=self.name)
             return WaldScene(self.pan, self.ms, self.sensor, rows=tuple(self.rows),  # type: ignore[arg-type]
                              scale=self.scale, pan_filter=self.pan_filter, bands=self.bands, name=self.name)
         if self.kind == "hdf5":
+            if stage == "fr":
+                raise ConfigError("hdf5 cubes hold reduced-resolution samples: full-resolution training (stage "
+                                  "\"fr\") needs geotiff or corpus sources")
             if not (self.path and self.sensor):
                 raise InputError("an hdf5 data source needs path = and sensor =")
             return H5Dataset(self.path, self.sensor, scale=self.scale, bands=self.bands)

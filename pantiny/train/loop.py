@@ -38,6 +38,7 @@ from ..errors import ConfigError, ModelOutputError
 from ..models import build_model
 from .config import TrainConfig, to_toml
 from .data import SceneTooSmall
+from .fr_loss import FullResolutionLoss
 from .loss import CompositeLoss
 from .mixing import Mixer
 
@@ -70,7 +71,7 @@ def open_sources(cfg: TrainConfig, split: str, skipped: Optional[List[str]] = No
                 missing = ", ".join(str(f) for f in src.files() if not (f and Path(f).is_file()))
                 raise FileNotFoundError(f"corpus scene {src.name}: file(s) not found: {missing}")
             try:
-                ds = src.open()
+                ds = src.open(cfg.run.stage if split == "train" else "rr")  # validation: always RR scores
             except SceneTooSmall as e:
                 if entry.kind == "corpus" and skipped is not None:
                     skipped.append(f"{src.name} ({e})")
@@ -106,10 +107,18 @@ def load_checkpoint(path: "str | os.PathLike[str]") -> Dict[str, Any]:
     return ck
 
 
+# Keys added after runs were started: at their default they match a checkpoint written without them.
+_LATER_DEFAULTS = {"run": {"stage": "rr", "init": None}, "loss": {"spectral": 1.0, "spatial": 1.0}}
+
+
 def _fingerprint(cfg: Dict[str, Any], used: List[Dict[str, Any]]) -> Dict[str, Any]:
     """What must not change for a resumed run to continue the interrupted one exactly."""
-    return {"run": {k: v for k, v in cfg["run"].items() if k not in _FREE_RUN_KEYS},
-            "optim": cfg["optim"], "loss": cfg["loss"],
+    def strip(table: str, d: Dict[str, Any]) -> Dict[str, Any]:
+        later = _LATER_DEFAULTS.get(table, {})
+        return {k: v for k, v in d.items() if not (k in later and v == later[k])}
+
+    return {"run": strip("run", {k: v for k, v in cfg["run"].items() if k not in _FREE_RUN_KEYS}),
+            "optim": cfg["optim"], "loss": strip("loss", cfg["loss"]),
             "train_data": [d for d in used if d["split"] == "train"]}
 
 
@@ -183,6 +192,40 @@ def _forward_backward(net: Any, loss_fn: CompositeLoss, opt: torch.optim.Optimiz
     return loss.detach(), terms
 
 
+def _fr_forward_backward(net: Any, losses: Dict[str, FullResolutionLoss], opt: torch.optim.Optimizer,
+                         ms_nn: torch.Tensor, lms: torch.Tensor, pan: torch.Tensor, sensors: List[str],
+                         ratio: int, step: int) -> Any:
+    """Stage 2: the full-resolution loss of one batch, each sensor's samples with its own MTF gains."""
+    fused = net(lms, pan)
+    ms_lr = ms_nn[..., ::ratio, ::ratio]
+    total: Any = 0.0
+    terms = {"spectral": 0.0, "spatial": 0.0}
+    for name in sorted(set(sensors)):
+        idx = [i for i, s in enumerate(sensors) if s == name]
+        fn, share = losses[name], len(idx) / len(sensors)
+        with torch.no_grad():
+            rho_ref = fn.reference(lms[idx], pan[idx])
+        loss, t = fn(fused[idx], ms_lr[idx], pan[idx], lms[idx], rho_ref)
+        total = total + share * loss
+        for k in terms:
+            terms[k] += share * t[k]
+    value = float(total.detach())
+    if not math.isfinite(value):
+        raise ModelOutputError(f"loss became {value} at step {step + 1}: lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    return total.detach(), terms
+
+
+def _initial_weights(spec: str) -> Dict[str, torch.Tensor]:
+    """State dict of ``[run] init``: a training checkpoint.pt, a .safetensors file or a manifest name."""
+    if spec.endswith(".pt"):
+        return load_checkpoint(spec)["model"]
+    from ..weights import load_model
+
+    return load_model(spec).state_dict()
+
+
 def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
           stop_after: Optional[int] = None) -> Dict[str, Any]:
     """Run (or resume) the training described by ``cfg``.
@@ -219,7 +262,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     cfg_dict = cfg.to_dict()
 
     torch.manual_seed(run.seed)
-    model = build_model(run.model).to(device)
+    model = build_model(run.model)
+    if run.init is not None:  # stage 2 (or any fine-tuning) starts from trained weights
+        model.load_state_dict(_initial_weights(run.init))
+    model = model.to(device)
     model = model.to(memory_format=torch.channels_last)  # faster oneDNN / cuDNN convolutions
     model.train()
     step_model = torch.compile(model, dynamic=False) if run.compile else model
@@ -228,6 +274,15 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=run.steps, eta_min=cfg.optim.eta_min)
     loss_fn = CompositeLoss(cfg.loss.charbonnier, cfg.loss.ssim, cfg.loss.focal, cfg.loss.focal_as_l1,
                            sam=cfg.loss.sam)
+    fr_losses: Dict[str, FullResolutionLoss] = {}
+    fr_ratio = 4
+    if run.stage == "fr":
+        if run.patch % 4 or run.patch < 32:
+            raise ConfigError(f"[run] stage = \"fr\" needs a patch that is a multiple of 4 and >= 32, got {run.patch}")
+        for d in train_sets:
+            fr_ratio = d.ratio
+            fr_losses[d.sensor.name] = FullResolutionLoss(tuple(d.sensor.model_mtf), d.ratio,  # type: ignore[arg-type]
+                                                          cfg.loss.spectral, cfg.loss.spatial, margin=2 * d.ratio)
 
     ckpt_path, log_path = out / CHECKPOINT, out / LOG
     start, last_val, val_step = 0, None, -1
@@ -297,8 +352,13 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
         for step in range(start, end):
             gt, lms, pan, sensors = mixer.batch_at(step)
             gt, lms, pan = gt.to(device), lms.to(device), pan.to(device)
+            def one_step(net: Any) -> Any:
+                if run.stage == "fr":
+                    return _fr_forward_backward(net, fr_losses, opt, gt, lms, pan, sensors, fr_ratio, step)
+                return _forward_backward(net, loss_fn, opt, gt, lms, pan, step)
+
             try:
-                loss, terms = _forward_backward(step_model, loss_fn, opt, gt, lms, pan, step)
+                loss, terms = one_step(step_model)
             except Exception as e:
                 if step_model is model or "loss became" in str(e):
                     raise
@@ -307,7 +367,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
                 warnings.warn(f"torch.compile failed ({msg}); training continues without it")
                 log({"step": step, "event": "compile_failed", "error": msg})
                 step_model = model
-                loss, terms = _forward_backward(step_model, loss_fn, opt, gt, lms, pan, step)
+                loss, terms = one_step(step_model)
             value = float(loss)
             lr = opt.param_groups[0]["lr"]  # the rate this step uses
             opt.step()

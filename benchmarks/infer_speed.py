@@ -130,7 +130,7 @@ def main() -> None:
 
     runs = [("pantiny-big", "tile"), ("pantiny-small", "tile")]
     if not args.quick:
-        runs = [("pantiny-big", "scene")] + runs
+        runs = [("pantiny-big", "scene"), ("pantiny-big", "sampled")] + runs
     for name, attention in runs:
         net = load(name, args.weights if name == "pantiny-big" else None)
         t = timed(lambda: pansharpen(pan, ms, sensor="wv3", model=net, device=args.device, tile=args.tile,
@@ -144,9 +144,20 @@ def main() -> None:
     except ImportError:
         pass
 
-    print("\n| method | seconds | MPix/s | speed vs exp |\n|---|---:|---:|---:|")
+    # The hardware limit, measured in the same run: a 2048^2 float32 matmul (2 n^3 FLOP).
+    a = torch.rand(2048, 2048)
+    t_mm = timed(lambda: a @ a, repeat=3)
+    peak = 2 * 2048 ** 3 / t_mm / 1e9
+    flop_px = {n: 2 * sum(p.numel() for p in build_model(n).parameters()) for n in ("pantiny-big", "pantiny-small")}
+    print(f"\nmatmul peak: {peak:.1f} GFLOP/s; network cost ~2 x parameters per pixel and pass "
+          f"(big {flop_px['pantiny-big'] / 1e3:.0f} kFLOP, small {flop_px['pantiny-small'] / 1e3:.0f} kFLOP)")
+    print("\n| method | seconds | MPix/s | speed vs exp | GFLOP/s (one pass) | of matmul peak |\n"
+          "|---|---:|---:|---:|---:|---:|")
     for label, t in rows:
-        print(f"| {label} | {t:.2f} | {mpix / t:.3f} | {t_exp / t:.4f} |")
+        name = label.split(",")[0]
+        gf = f"{flop_px[name] * mpix * 1e6 / t / 1e9:.1f}" if name in flop_px else ""
+        frac = f"{flop_px[name] * mpix * 1e6 / t / 1e9 / peak:.1%}" if name in flop_px else ""
+        print(f"| {label} | {t:.2f} | {mpix / t:.3f} | {t_exp / t:.4f} | {gf} | {frac} |")
 
     if args.quick or args.no_memory:
         return

@@ -419,7 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--methods", default=",".join(CLASSICAL), help="classical pantiny methods to run")
     ap.add_argument("--otb", default="lmvm", help="Orfeo ToolBox methods to run (lmvm, rcs, bayes; '' for none)")
     ap.add_argument("--weights", help="model .safetensors (default: the manifest's model, skipped if absent)")
-    ap.add_argument("--attention", default="scene", choices=("scene", "tile"), help="model attention mode")
+    ap.add_argument("--attention", default="scene", choices=("scene", "sampled", "tile"), help="model attention mode")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per method (best is kept)")
     ap.add_argument("--model-repeat", type=int, default=1, help="timed runs of the model (no warm-up run)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads and GDAL NumThreads")

@@ -38,10 +38,11 @@ def main() -> int:
     ap.add_argument("--runs", type=Path, default=ROOT / "training" / "runs")
     ap.add_argument("--configs", type=Path, default=ROOT / "training" / "compare")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--only", nargs="+", choices=RUNS, default=list(RUNS), help="score only these runs")
     args = ap.parse_args()
     table: Dict[str, Dict[str, List[Dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
     per_scene = {}
-    for run in RUNS:
+    for run in args.only:
         ck = args.runs / f"compare-{run}" / "checkpoint.pt"
         cfg_path = args.configs / f"{run}.toml"
         if not ck.is_file():

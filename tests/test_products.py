@@ -147,3 +147,21 @@ def test_explicit_sensor_wins_and_a_broken_sidecar_is_ignored(tmp_path, log):
     assert "ignoring unreadable metadata" in log.text and "sensor qb (given)" in log.text
     np.testing.assert_array_equal(fused, pantiny.pansharpen(pan, ms, sensor="qb", method="brovey"))
     assert describe_product(m).sensor is None
+
+
+def test_a_vrt_input_reads_like_its_source(tmp_path):
+    """VRT mosaics (what gdalbuildvrt writes for tiled deliveries) are inputs like any GeoTIFF."""
+    pan, ms = _scene(4, top=1000)
+    p = _tif(tmp_path / "p.tif", pan, from_origin(X0, Y0, RES, RES))
+    m = _tif(tmp_path / "m.tif", ms, from_origin(X0, Y0, 4 * RES, 4 * RES))
+    c, h, w = ms.shape
+    bands = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{b}"><SimpleSource><SourceFilename relativeToVRT="1">m.tif'
+        f'</SourceFilename><SourceBand>{b}</SourceBand><SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+        f'<DstRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/></SimpleSource></VRTRasterBand>' for b in range(1, c + 1))
+    with rasterio.open(m) as ds:
+        srs, gt = ds.crs.to_wkt(), ", ".join(str(v) for v in ds.transform.to_gdal())
+    (tmp_path / "m.vrt").write_text(f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>{srs}</SRS>'
+                                    f'<GeoTransform>{gt}</GeoTransform>{bands}</VRTDataset>')
+    got = pantiny.pansharpen(p, str(tmp_path / "m.vrt"), method="brovey", sensor="gf2")
+    np.testing.assert_array_equal(got, pantiny.pansharpen(p, m, method="brovey", sensor="gf2"))

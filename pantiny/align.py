@@ -71,7 +71,8 @@ def align_pair(pan: GeoTIFFRaster, ms: GeoTIFFRaster, ratio: int, *, resampling:
         offset = _corner_offset(pi, mi)
         if offset is None or max(abs(offset[0]), abs(offset[1])) <= _PIXEL_EPS:
             return Alignment(pan, ms, "nested", full)
-        nested_error: GeoreferenceError = GeoreferenceError("corner offset")
+        nested_error = GeoreferenceError(f"the MS corner is off the PAN grid by ({offset[0]:.3g}, {offset[1]:.3g}) "
+                                         "PAN pixels (column, row)")
     except GeoreferenceError as e:
         nested_error = e
     if pi.crs is None and mi.crs is None and (_is_identity(pi.transform) or _is_identity(mi.transform)):
@@ -128,8 +129,7 @@ def align_pair(pan: GeoTIFFRaster, ms: GeoTIFFRaster, ratio: int, *, resampling:
         what = f"MS resampled onto the nested grid by GDAL ({resampling})" + (
             "" if same_crs else f", reprojected from {mi.crs} to {pi.crs}")
     pan_view: Raster = pan if tuple(pw) == tuple(full) else WindowedRaster(pan, pw)
-    why = str(nested_error) if str(nested_error) != "corner offset" else "the MS corner is off the PAN grid"
-    note = (f"PAN and MS grids are not nested ({why}): fusing their overlap, PAN rows {pw.row}..{pw.row + h - 1}, "
+    note = (f"PAN and MS grids are not nested ({nested_error}): fusing their overlap, PAN rows {pw.row}..{pw.row + h - 1}, "
             f"columns {pw.col}..{pw.col + w - 1} ({h}x{w} of {pi.height}x{pi.width}); {what}")
     return Alignment(pan_view, ms_view, how, pw, note)
 
@@ -177,7 +177,8 @@ def _footprint_in_pan_pixels(pi, mi, same_crs: bool) -> Tuple[Tuple[float, float
     bottom = float(out["bottom"][1].min())
     if right < left or bottom < top:  # a flipped axis (south-up): not a north-up grid
         raise GeoreferenceError("the MS footprint is flipped relative to the PAN grid; warp both to north-up grids")
-    size = (float(out["right"][0].mean() - out["left"][0].mean()), float(out["bottom"][1].mean() - out["top"][1].mean()))
+    size = (float(out["right"][0].mean() - out["left"][0].mean()),
+            float(out["bottom"][1].mean() - out["top"][1].mean()))
     return (left, right, top, bottom), size
 
 

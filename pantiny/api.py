@@ -26,7 +26,7 @@ from .devices import pick_device
 from .errors import InputError, ModelOutputError
 from .nodata import FILL_STEPS, fill_holes, invalid_mask
 from .normalize import choose_scale, from_unit, scale_warnings, to_unit
-from .products import ProductInfo, describe_product, model_band_indices, read_gdal_metadata
+from .products import ProductInfo, model_band_indices, product_of
 from .readers import ArrayRaster, GeoTIFFRaster, Raster
 from .resample import upsample
 from .scene_attention import attention_layers, scene_attention
@@ -237,8 +237,7 @@ def _to_numpy(x: Union[np.ndarray, torch.Tensor], what: str, ndim_2d_ok: bool) -
 
 def _product_of(ms: GeoTIFFRaster) -> ProductInfo:
     """Vendor metadata of the MS file (sensor, bit depth, band names), logged when found."""
-    imagery, descriptions = read_gdal_metadata(ms.path)
-    info = describe_product(ms.path, ms.tags, imagery, descriptions)
+    info = product_of(ms.path, ms.tags)
     if info.source:
         _log.info("metadata: %s", info.summary())
     return info

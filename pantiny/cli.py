@@ -17,14 +17,15 @@ from typing import List, Optional, Sequence, Tuple
 from . import __version__
 from . import cli_options as opt
 from .choices import MODEL_METHODS
-from .errors import InputError, PantinyError
+from .errors import InputError, PantinyError, one_line
 from .report import SceneReport
 
 _PAIR_PATTERNS = (("_pan", "_ms"), ("-pan", "-ms"), ("_PAN", "_MS"), ("_p", "_m"))
 
 
 def _add_fusion_options(p: argparse.ArgumentParser) -> None:
-    opt.add_sensor(p, "auto: from the product's metadata (SENSOR tag, Maxar .IMD, GaoFen XML, DIMAP), else the band count")
+    opt.add_sensor(p, "auto: from the product's metadata (SENSOR tag, Maxar .IMD, GaoFen XML, DIMAP), "
+                      "else the band count")
     opt.add_bands(p)
     opt.add_model(p)
     opt.add_method(p)
@@ -131,21 +132,14 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
         _check_creation_options(args, pairs[0][1])
         failed = 0
         for pan, ms, stem in tqdm(pairs, unit="scene", desc="scenes", disable=args.quiet):
-            report = SceneReport(stem, str(pan), str(ms), str(out_dir / f"{stem}_fused.tif"), args.method,
-                                 model=args.model if args.method in MODEL_METHODS else None, sensor=args.sensor)
+            report = _scene_report(args, pan, ms, str(out_dir / f"{stem}_fused.tif"), stem)
             try:
                 with report.step("fusion"):
                     pansharpen(str(pan), str(ms), out=report.output, progress=False, **kwargs)
-                report.describe_output()
-                _products(args, report)
             except (PantinyError, OSError) as e:  # a bug elsewhere stops the batch with its traceback
-                failed += 1
-                report.error = _one_line(e)
-                tqdm.write(f"pantiny: {stem}: {report.error}", file=sys.stderr)
-            report.write(out_dir / f"{stem}_fused.json")
-        print(f"fused {len(pairs) - failed}/{len(pairs)} scenes into {out_dir}"
-              + (f"; {len(orphans)} PAN file(s) without MS skipped" if orphans else ""))
-        return 1 if failed or orphans else 0
+                report.error = one_line(e)
+            failed += _finish_scene(args, report, out_dir)
+        return _batch_summary(len(pairs), failed, out_dir, len(orphans))
     if args.ms is None or args.out is None:
         raise InputError("usage: pantiny fuse PAN.tif MS.tif OUT.tif  (or: pantiny fuse IN_FOLDER OUT_FOLDER)")
     if args.report_qnr:
@@ -181,26 +175,42 @@ def _batch_on_dask(args: argparse.Namespace, kwargs: dict, pairs: List[Tuple[Pat
     with tqdm(total=len(pairs), unit="scene", desc="scenes", disable=args.quiet) as bar:
         def done(stem: str, res: dict) -> None:
             nonlocal failed
-            pan, ms = inputs[stem]
-            report = SceneReport(stem, str(pan), str(ms), res["out"], args.method,
-                                 model=args.model if args.method in MODEL_METHODS else None, sensor=args.sensor)
+            report = _scene_report(args, *inputs[stem], res["out"], stem)
             if res["seconds"] is not None:
                 report.seconds["fusion"] = round(res["seconds"], 3)
             report.error = res["error"]
-            if report.error is None:
-                try:
-                    report.describe_output()
-                    _products(args, report)
-                except (PantinyError, OSError) as e:
-                    report.error = _one_line(e)
-            if report.error is not None:
-                failed += 1
-                tqdm.write(f"pantiny: {stem}: {report.error}", file=sys.stderr)
-            report.write(out_dir / f"{stem}_fused.json")
+            failed += _finish_scene(args, report, out_dir)
             bar.update(1)
 
         fuse_on_dask(pairs, out_dir, kwargs, address=address, workers=args.dask_workers, on_done=done)
-    print(f"fused {len(pairs) - failed}/{len(pairs)} scenes into {out_dir}"
+    return _batch_summary(len(pairs), failed, out_dir, n_orphans)
+
+
+def _scene_report(args: argparse.Namespace, pan: Path, ms: Path, out: str, stem: str) -> SceneReport:
+    return SceneReport(stem, str(pan), str(ms), out, args.method,
+                       model=args.model if args.method in MODEL_METHODS else None, sensor=args.sensor)
+
+
+def _finish_scene(args: argparse.Namespace, report: SceneReport, out_dir: Path) -> bool:
+    """After a scene's fusion: its quick-look and scores unless it failed, the error above the
+    progress bar, and its JSON report. True when the scene failed."""
+    from tqdm.auto import tqdm
+
+    if report.error is None:
+        try:
+            report.describe_output()
+            _products(args, report)
+        except (PantinyError, OSError) as e:
+            report.error = one_line(e)
+    if report.error is not None:
+        tqdm.write(f"pantiny: {report.scene}: {report.error}", file=sys.stderr)
+    report.write(out_dir / f"{report.scene}_fused.json")
+    return report.error is not None
+
+
+def _batch_summary(n: int, failed: int, out_dir: Path, n_orphans: int) -> int:
+    """Print the batch's last line; exit status 1 when a scene failed or a PAN had no MS."""
+    print(f"fused {n - failed}/{n} scenes into {out_dir}"
           + (f"; {n_orphans} PAN file(s) without MS skipped" if n_orphans else ""))
     return 1 if failed or n_orphans else 0
 
@@ -247,10 +257,6 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
           name=args.name, **opts)
     print(f"wrote {args.out} (use it with: pantiny fuse PAN MS OUT --model {args.out})")
     return 0
-
-
-def _one_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -352,7 +358,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("pantiny: interrupted", file=sys.stderr)
         return 130
     except (PantinyError, OSError) as e:  # user errors: one line; anything else is a bug: traceback
-        print(f"pantiny: error: {_one_line(e)}", file=sys.stderr)
+        print(f"pantiny: error: {one_line(e)}", file=sys.stderr)
         return 1
 
 

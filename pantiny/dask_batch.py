@@ -18,16 +18,12 @@ import functools
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
-
-
-def _worker_model(name: str, device: str) -> Any:
-    """The model ``name`` on ``device``, loaded once per worker process."""
-    return _load_cached(name, device)
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, device: str) -> Any:
+    """The model ``name`` on ``device``, loaded once per worker process."""
     from .devices import pick_device
     from .weights import load_model
 
@@ -42,19 +38,18 @@ def fuse_one(pan: str, ms: str, out: str, options: Dict[str, Any]) -> Dict[str, 
     """
     from .api import pansharpen
     from .choices import MODEL_METHODS
-    from .errors import PantinyError
+    from .errors import PantinyError, one_line
 
     opts = dict(options)
     t0 = time.perf_counter()
     try:
         if opts.get("method", "pantiny") in MODEL_METHODS and isinstance(opts.get("model", "pantiny-big"), str):
             # a private copy: the scene's attention statistics are set on it during the call
-            opts["model"] = copy.deepcopy(_worker_model(opts.get("model", "pantiny-big"), opts.get("device", "auto")))
+            opts["model"] = copy.deepcopy(_load_cached(opts.get("model", "pantiny-big"), opts.get("device", "auto")))
         pansharpen(pan, ms, out=out, progress=False, **opts)
         return {"out": out, "seconds": time.perf_counter() - t0, "error": None}
     except (PantinyError, OSError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return {"out": out, "seconds": time.perf_counter() - t0, "error": msg}
+        return {"out": out, "seconds": time.perf_counter() - t0, "error": one_line(e)}
 
 
 def fuse_on_dask(pairs: Sequence[Tuple[Path, Path, str]], out_dir: Path, options: Dict[str, Any], *,
@@ -101,11 +96,3 @@ def fuse_on_dask(pairs: Sequence[Tuple[Path, Path, str]], out_dir: Path, options
         if cluster is not None:
             cluster.close()
     return results
-
-
-def worker_count(address: Optional[str]) -> List[str]:  # pragma: no cover - informational helper
-    """Addresses of the workers of the scheduler at ``address``."""
-    from distributed import Client
-
-    with Client(address) as c:
-        return sorted(c.scheduler_info()["workers"])

@@ -44,3 +44,10 @@ class ModelOutputError(PantinyError, RuntimeError):
 
 class OutputLockedError(PantinyError, FileExistsError):
     """Another process holds the lock on the output being written."""
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): what a
+    command line or a batch report shows of a user error."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -6,6 +6,7 @@ Nothing here knows about models or normalisation; it moves digital numbers betwe
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -184,8 +185,19 @@ def check_creation_options(options: Optional[Mapping[str, Any]], *, cog: bool = 
     opts = normalize_creation_options(options)
     if not opts:
         return opts
-    job = json.dumps({"driver": "COG" if cog else "GTiff", "options": opts, "count": int(count),
-                      "dtype": np.dtype(dtype).name})
+    driver = "COG" if cog else "GTiff"
+    problems = _gdal_complaints(driver, tuple(opts.items()), int(count), np.dtype(dtype).name)
+    if problems:
+        what = " ".join(f"{k}={v}" for k, v in opts.items())
+        raise InputError(f"GDAL's {driver} driver rejects creation options {what}: " + "; ".join(problems))
+    return opts
+
+
+@functools.lru_cache(maxsize=64)
+def _gdal_complaints(driver: str, options: Tuple[Tuple[str, str], ...], count: int, dtype: str) -> Tuple[str, ...]:
+    """What GDAL says when ``driver`` creates a tiny raster with ``options`` (nothing: accepted), from a
+    child process. Cached: a batch writing every scene with the same options asks once."""
+    job = json.dumps({"driver": driver, "options": dict(options), "count": count, "dtype": dtype})
     env = dict(os.environ)  # the child imports this very package, installed or not
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
     try:
@@ -194,13 +206,10 @@ def check_creation_options(options: Optional[Mapping[str, Any]], *, cog: bool = 
     except subprocess.TimeoutExpired:
         raise InputError("GDAL did not finish checking the creation options") from None
     # One JSON string per line, flushed as it comes: what GDAL said before a crash still arrives.
-    problems = list(dict.fromkeys(json.loads(line) for line in run.stdout.splitlines() if line.strip()))
-    driver, what = "COG" if cog else "GTiff", " ".join(f"{k}={v}" for k, v in opts.items())
+    problems = tuple(dict.fromkeys(json.loads(line) for line in run.stdout.splitlines() if line.strip()))
     if run.returncode != 0 and not problems:
-        problems = [f"GDAL aborted ({(run.stderr.strip().splitlines() or ['no message'])[-1].strip()})"]
-    if problems:
-        raise InputError(f"GDAL's {driver} driver rejects creation options {what}: " + "; ".join(problems))
-    return opts
+        problems = (f"GDAL aborted ({(run.stderr.strip().splitlines() or ['no message'])[-1].strip()})",)
+    return problems
 
 
 def _probe_child() -> None:

@@ -9,7 +9,8 @@ averages over nodata-free pixels), so a quick-look of a large scene never loads 
 
 Which bands are red, green and blue (:func:`rgb_bands`), first rule that applies:
 
-1. band descriptions naming them (``R``/``Red``, ``G``/``Green``, ``B``/``Blue``, any case), as
+1. band descriptions naming them (``R``/``Red``, ``G``/``Green``, ``B``/``Blue``, any case: the
+   vocabulary of :func:`pantiny.products.band_name`), as
    :func:`pantiny.pansharpen` writes them;
 2. the ``SENSOR`` tag's entry of the sensor table: its model bands R, G, B when the file has all the
    sensor's bands, or their ranks when it has 4 (``pansharpen``'s default output of an 8-band sensor);
@@ -30,6 +31,8 @@ import numpy as np
 
 from . import io as rio_io
 from .errors import InputError
+from .nodata import invalid_mask
+from .products import band_name
 from .sensors import get_sensor, sensor_for_bands
 
 #: Percentiles mapped to 0 and 255.
@@ -38,7 +41,6 @@ STRETCH: Tuple[float, float] = (2.0, 98.0)
 SEPARATOR = 4
 
 PathLike = Union[str, "os.PathLike[str]"]
-_COLOUR_NAMES = ({"r", "red"}, {"g", "green"}, {"b", "blue"})
 
 
 def rgb_bands(count: int, descriptions: Sequence[Optional[str]] = (),
@@ -54,8 +56,8 @@ def rgb_bands(count: int, descriptions: Sequence[Optional[str]] = (),
         >>> rgb_bands(8), rgb_bands(3), rgb_bands(1)
         ((4, 2, 1), (0, 1, 2), (0, 0, 0))
     """
-    names = [(d or "").strip().lower() for d in descriptions]
-    found = [next((i for i, n in enumerate(names) if n in colour), None) for colour in _COLOUR_NAMES]
+    names = [band_name(d) for d in descriptions]
+    found = [next((i for i, n in enumerate(names) if n == colour), None) for colour in ("R", "G", "B")]
     if all(i is not None for i in found):
         return tuple(found)  # type: ignore[return-value]
     sensor = None
@@ -92,9 +94,8 @@ def fit_size(height: int, width: int, size: int) -> Tuple[int, int]:
 def valid_mask(img: np.ndarray, nodata: Optional[float]) -> np.ndarray:
     """(h,w) True where a pixel of (C,h,w) ``img`` is data: not NaN, and not nodata in all bands."""
     bad = np.isnan(img).any(0) if img.dtype.kind == "f" else np.zeros(img.shape[1:], bool)
-    if nodata is not None:
-        bad |= (img == nodata).all(0)
-    return ~bad
+    hole = invalid_mask(img, nodata)
+    return ~bad if hole is None else ~(bad | hole)
 
 
 def stretch_limits(img: np.ndarray, valid: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -100,11 +100,34 @@ def describe_product(path: "str | Path", tags: Optional[Dict[str, str]] = None,
             found = ProductInfo(sensor=key, source=f"GDAL IMAGERY SATELLITEID={imagery['SATELLITEID']}")
     found = found or ProductInfo()
     if found.band_names is None and descriptions:
-        names = [_NAME_ALIASES.get((d or "").strip().lower()) for d in descriptions]
+        names = [band_name(d) for d in descriptions]
         if all(names) and len(set(names)) == len(names) and {"R", "G", "B"} <= set(names):
             found = ProductInfo(found.sensor, found.bits, found.max_value, tuple(names),  # type: ignore[arg-type]
                                 (found.source + "; " if found.source else "") + "band descriptions")
     return found
+
+
+def product_of(path: "str | Path", tags: Optional[Dict[str, str]] = None) -> ProductInfo:
+    """:func:`describe_product` of the raster file at ``path`` with what GDAL reports for it
+    (``tags``: its default-domain tags when the caller already has them)."""
+    imagery, descriptions = read_gdal_metadata(path)
+    if tags is None:
+        import rasterio
+
+        with rasterio.open(path) as ds:
+            tags = dict(ds.tags())
+    return describe_product(path, tags, imagery, descriptions)
+
+
+def band_name(text: Optional[str]) -> Optional[str]:
+    """A free-form band description in the sensor table's vocabulary (``"Red"`` -> ``"R"``), or None.
+
+    Examples:
+        >>> from pantiny.products import band_name
+        >>> band_name(" Near-IR "), band_name("BAND_R"), band_name("pan") is None
+        ('NIR', 'R', True)
+    """
+    return _NAME_ALIASES.get((text or "").strip().lower())
 
 
 def read_gdal_metadata(path: "str | Path") -> Tuple[Dict[str, str], List[Optional[str]]]:

@@ -105,7 +105,8 @@ def pansharpen(pan: Any, ms: Any, *, chunks: int = 2048, sensor: Any = None, ban
     if not isinstance(chunks, int) or chunks < 1:
         raise InputError(f"chunks must be a positive integer (PAN pixels), got {chunks!r}")
     if not isinstance(pan, xr.DataArray) or not isinstance(ms, xr.DataArray):
-        raise InputError("pantiny.xarray.pansharpen takes xarray DataArrays; use pantiny.pansharpen for arrays and files")
+        raise InputError("pantiny.xarray.pansharpen takes xarray DataArrays; "
+                         "use pantiny.pansharpen for arrays and files")
     pan_r, ms_r = DataArrayRaster(pan, "PAN"), DataArrayRaster(ms, "MS")
     if isinstance(model, nn.Module):
         model = copy.deepcopy(model)  # its attention layers get this scene's statistics
@@ -146,12 +147,9 @@ def pansharpen(pan: Any, ms: Any, *, chunks: int = 2048, sensor: Any = None, ban
             layer.scene_stats = total
     shared_fuse = dask.delayed(_identity, pure=False)(fuse)
     n_out = len(plan.channels)
-    rows = []
-    for row in grid:
-        rows.append([da.from_delayed(dask.delayed(_fuse_block)(shared_fuse, plan, *inputs(b), b),
-                                     shape=(n_out, b.core.height, b.core.width), dtype=np.dtype(plan.dtype))
-                     for b in row])
-    data = da.block([[blk for blk in row] for row in rows]) if len(grid) > 1 or len(grid[0]) > 1 else rows[0][0]
+    data = da.block([[da.from_delayed(dask.delayed(_fuse_block)(shared_fuse, plan, *inputs(b), b),
+                                      shape=(n_out, b.core.height, b.core.width), dtype=np.dtype(plan.dtype))
+                      for b in row] for row in grid])
     return _as_dataarray(data, pan, ms_r, sens, plan)
 
 

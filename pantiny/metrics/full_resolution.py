@@ -208,11 +208,10 @@ def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: in
     if isinstance(sensor, str) and sensor.strip().lower() == "auto":
         sensor = None
     if sensor is None and is_file(m):  # the product's metadata, as pansharpen reads it
-        from ..products import describe_product, read_gdal_metadata
+        from ..products import product_of
         from ..sensors import with_band_names
 
-        imagery, descriptions = read_gdal_metadata(m.info.path)
-        product = describe_product(m.info.path, m.tags, imagery, descriptions)
+        product = product_of(m.info.path, m.tags)
         if product.sensor:
             sensor = get_sensor(product.sensor)
             if product.band_names is not None and len(product.band_names) == cm:

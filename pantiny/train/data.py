@@ -82,6 +82,13 @@ def clean_corners(bad: np.ndarray, patch: int) -> np.ndarray:
     return rows * w + cols
 
 
+def _usable_samples(bad: np.ndarray, patch: Optional[int]) -> int:
+    """Non-overlapping ``patch``-sized samples the pixels not ``bad`` (H,W) hold, at least 1 (1 without a patch)."""
+    if patch is None:
+        return 1
+    return max(1, int((bad.size - int(bad.sum())) // (patch * patch)))
+
+
 class WaldScene:
     """Reduced-resolution training pairs from one full-resolution PAN/MS GeoTIFF pair (Wald's protocol).
 
@@ -179,10 +186,7 @@ class WaldScene:
     def size(self, patch: Optional[int]) -> int:
         """How many non-overlapping ``patch``-sized samples the usable area holds (>= 1): its weight
         in a plain concatenation, as if the scene had been cut into tiles."""
-        h, w = self.gt.shape[-2:]
-        if patch is None:
-            return 1
-        return max(1, int((h * w - int(self.bad.sum())) // (patch * patch)))
+        return _usable_samples(self.bad, patch)
 
     def __len__(self) -> int:
         return 1
@@ -277,8 +281,7 @@ class FRScene:
         return self._corners[patch]
 
     def size(self, patch: Optional[int]) -> int:
-        h, w = self.pan.shape[-2:]
-        return 1 if patch is None else max(1, int((h * w - int(self.bad.sum())) // (patch * patch)))
+        return _usable_samples(self.bad, patch)
 
     def __len__(self) -> int:
         return 1

@@ -34,7 +34,7 @@ import torch
 from .. import __version__ as PANTINY_VERSION
 from .._atomic import atomic_path
 from ..devices import pick_device
-from ..errors import ConfigError, ModelOutputError
+from ..errors import ConfigError, ModelOutputError, one_line
 from ..models import build_model
 from .config import TrainConfig, to_toml
 from .data import SceneTooSmall
@@ -180,16 +180,21 @@ def validate(model: torch.nn.Module, datasets: List[Any], device: torch.device, 
             for s, m in acc.items()}
 
 
-def _forward_backward(net: Any, loss_fn: CompositeLoss, opt: torch.optim.Optimizer, gt: torch.Tensor,
-                      lms: torch.Tensor, pan: torch.Tensor, step: int) -> Any:
-    """Loss and gradients of one batch (no optimiser step): ``(loss tensor, terms)``."""
-    loss, terms = loss_fn(net(lms, pan), gt)
+def _backward(loss: torch.Tensor, terms: Dict[str, float], opt: torch.optim.Optimizer, step: int) -> Any:
+    """Gradients of ``loss`` (no optimiser step), refusing a non-finite loss: ``(loss tensor, terms)``."""
     value = float(loss.detach())
     if not math.isfinite(value):
         raise ModelOutputError(f"loss became {value} at step {step + 1}: lower the learning rate")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     return loss.detach(), terms
+
+
+def _forward_backward(net: Any, loss_fn: CompositeLoss, opt: torch.optim.Optimizer, gt: torch.Tensor,
+                      lms: torch.Tensor, pan: torch.Tensor, step: int) -> Any:
+    """Stage 1: loss and gradients of one reduced-resolution batch: ``(loss tensor, terms)``."""
+    loss, terms = loss_fn(net(lms, pan), gt)
+    return _backward(loss, terms, opt, step)
 
 
 def _fr_forward_backward(net: Any, losses: Dict[str, FullResolutionLoss], opt: torch.optim.Optimizer,
@@ -209,12 +214,7 @@ def _fr_forward_backward(net: Any, losses: Dict[str, FullResolutionLoss], opt: t
         total = total + share * loss
         for k in terms:
             terms[k] += share * t[k]
-    value = float(total.detach())
-    if not math.isfinite(value):
-        raise ModelOutputError(f"loss became {value} at step {step + 1}: lower the learning rate")
-    opt.zero_grad(set_to_none=True)
-    total.backward()
-    return total.detach(), terms
+    return _backward(total, terms, opt, step)
 
 
 def _initial_weights(spec: str) -> Dict[str, torch.Tensor]:
@@ -343,6 +343,12 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
         log({"step": step, "val": last_val})
         save(step)
 
+    def one_step(net: Any, gt: torch.Tensor, lms: torch.Tensor, pan: torch.Tensor, sensors: List[str],
+                 step: int) -> Any:
+        if run.stage == "fr":
+            return _fr_forward_backward(net, fr_losses, opt, gt, lms, pan, sensors, fr_ratio, step)
+        return _forward_backward(net, loss_fn, opt, gt, lms, pan, step)
+
     def validation_due(step: int) -> bool:
         return bool(val_sets) and step > 0 and (step % run.validate_every == 0 or step == run.steps)
 
@@ -352,22 +358,17 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
         for step in range(start, end):
             gt, lms, pan, sensors = mixer.batch_at(step)
             gt, lms, pan = gt.to(device), lms.to(device), pan.to(device)
-            def one_step(net: Any) -> Any:
-                if run.stage == "fr":
-                    return _fr_forward_backward(net, fr_losses, opt, gt, lms, pan, sensors, fr_ratio, step)
-                return _forward_backward(net, loss_fn, opt, gt, lms, pan, step)
-
             try:
-                loss, terms = one_step(step_model)
+                loss, terms = one_step(step_model, gt, lms, pan, sensors, step)
             except Exception as e:
                 if step_model is model or "loss became" in str(e):
                     raise
                 # torch.compile failed (typically: no working C++ compiler): same step, eager mode
-                msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                msg = one_line(e)[:200]
                 warnings.warn(f"torch.compile failed ({msg}); training continues without it")
                 log({"step": step, "event": "compile_failed", "error": msg})
                 step_model = model
-                loss, terms = one_step(step_model)
+                loss, terms = one_step(step_model, gt, lms, pan, sensors, step)
             value = float(loss)
             lr = opt.param_groups[0]["lr"]  # the rate this step uses
             opt.step()

@@ -52,7 +52,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
-from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -68,55 +67,12 @@ OTB_METHODS = ("lmvm", "rcs", "bayes")
 
 # --- GDAL --------------------------------------------------------------------------------------
 
-def gdal_vrt_xml(pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]", bands: Sequence[int], *,
-                 resampling: str = "Cubic", threads: int = 1, weights: Optional[Sequence[float]] = None,
-                 nodata: Optional[float] = None) -> str:
-    """VRT XML of GDAL's weighted Brovey pansharpening of ``pan`` with MS ``bands`` (1-based).
-
-    Output band i = input band ``bands[i]``. ``weights`` (one per band, in ``bands`` order) default
-    to GDAL's 1/N. ``resampling``: GDAL name (``Nearest``, ``Bilinear``, ``Cubic``, ...).
-    """
-    def src(path: "str | os.PathLike[str]", band: int) -> str:
-        return (f'<SourceFilename relativeToVRT="0">{escape(str(Path(path).resolve()))}</SourceFilename>'
-                f"<SourceBand>{band}</SourceBand>")
-
-    opts = [f"<Algorithm>WeightedBrovey</Algorithm><Resampling>{resampling}</Resampling>",
-            f"<NumThreads>{int(threads)}</NumThreads>"]
-    if weights is not None:
-        if len(weights) != len(bands):
-            raise ValueError(f"{len(weights)} weights for {len(bands)} spectral bands")
-        opts.append("<AlgorithmOptions><Weights>" + ",".join(repr(float(w)) for w in weights)
-                    + "</Weights></AlgorithmOptions>")
-    if nodata is not None:
-        opts.append(f"<NoData>{nodata!r}</NoData>")
-    opts.append(f"<PanchroBand>{src(pan, 1)}</PanchroBand>")
-    opts += [f'<SpectralBand dstBand="{i + 1}">{src(ms, b)}</SpectralBand>' for i, b in enumerate(bands)]
-    return ('<VRTDataset subClass="VRTPansharpenedDataset"><PansharpeningOptions>'
-            + "".join(opts) + "</PansharpeningOptions></VRTDataset>")
-
-
 def gdal_pansharpen(pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]", bands: Sequence[int],
                     **kw) -> np.ndarray:
-    """Run GDAL's pansharpening (see :func:`gdal_vrt_xml`) and return the (C,H,W) result."""
-    with rasterio.open(gdal_vrt_xml(pan, ms, bands, **kw)) as ds:
-        return ds.read()
+    """GDAL's weighted Brovey of MS ``bands`` (1-based): :func:`pantiny.gdal_engine.brovey`."""
+    from pantiny import gdal_engine
 
-
-def gdal_has_pansharpen() -> bool:
-    """Whether the bundled GDAL opens a VRTPansharpenedDataset (a 2x2 smoke test in a temp dir)."""
-    from rasterio.transform import from_origin
-
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            p, m = Path(d) / "p.tif", Path(d) / "m.tif"
-            for path, arr, gsd in ((p, np.ones((1, 4, 4), np.uint16), 1.0), (m, np.ones((2, 2, 2), np.uint16), 2.0)):
-                with rasterio.open(path, "w", driver="GTiff", count=arr.shape[0], height=arr.shape[1],
-                                   width=arr.shape[2], dtype="uint16", crs="EPSG:32633",
-                                   transform=from_origin(1000.0, 1000.0, gsd, gsd)) as ds:
-                    ds.write(arr)
-            return gdal_pansharpen(p, m, [1, 2]).shape == (2, 4, 4)
-    except Exception:  # noqa: BLE001 - any failure means "not available"
-        return False
+    return gdal_engine.brovey(pan, ms, bands, **kw)
 
 
 # --- measurement ---------------------------------------------------------------------------------
@@ -235,16 +191,44 @@ def find_scenes(names: Sequence[str], data_dir: Path) -> Tuple[List[Scene], List
         "ikonos": (data_dir / "ikonos_scene_pan.tif", data_dir / "ikonos_scene_ms.tif"),
         "wv3crop": (data_dir / "wv3_crop_pan.tif", data_dir / "wv3_crop_ms.tif"),
     }
+    known["ikonos4x"] = known["ikonos"]  # built below: the large-scene case
     scenes, notes = [], []
     for n in names:
         if n not in known:
             raise SystemExit(f"unknown scene {n!r}; choose from {', '.join(known)}")
         pan, ms = known[n]
+        if n == "ikonos4x" and pan.exists() and ms.exists():
+            pan, ms = mirror_tiled(pan, ms, 4)
         if pan.exists() and ms.exists():
             scenes.append(Scene(n, pan, ms).load())
         else:
             notes.append(f"scene {n!r} skipped: {pan.parent} has no {pan.name} / {ms.name}")
     return scenes, notes
+
+
+def mirror_tiled(pan: Path, ms: Path, k: int) -> Tuple[Path, Path]:
+    """A k x k larger pair made of mirrored copies of ``pan``/``ms`` (seamless, same statistics), written
+    to a temporary folder removed at exit: a large real-data scene for the speed and memory columns."""
+    import atexit
+    import shutil
+
+    folder = Path(tempfile.mkdtemp(prefix="vs_peers_"))
+    atexit.register(shutil.rmtree, folder, True)
+    out = []
+    for src in (pan, ms):
+        with rasterio.open(src) as ds:
+            a, profile, tags = ds.read(), ds.profile, ds.tags()
+        row = np.concatenate([a if j % 2 == 0 else a[..., ::-1] for j in range(k)], axis=2)
+        rows = [row if i % 2 == 0 else row[..., ::-1, :] for i in range(k)]
+        big = np.ascontiguousarray(np.concatenate(rows, axis=1))
+        profile.update(height=big.shape[1], width=big.shape[2], tiled=True, blockxsize=256, blockysize=256,
+                       compress="deflate")
+        path = folder / f"{src.stem}_x{k}.tif"
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(big)
+            ds.update_tags(**tags)  # SENSOR: same sensor table entry as the original pair
+        out.append(path)
+    return out[0], out[1]
 
 
 def write_like(path: Path, arr: np.ndarray, scene: Scene, transform) -> Path:
@@ -304,7 +288,9 @@ def run(args: argparse.Namespace) -> str:
     bad = [m for m in methods if m not in CLASSICAL]
     if bad:
         raise SystemExit(f"unknown methods {bad}; choose from {', '.join(CLASSICAL)}")
-    have_gdal = gdal_has_pansharpen()
+    from pantiny import gdal_engine
+
+    have_gdal = gdal_engine.available()
     if not have_gdal:
         notes.append("GDAL pansharpening (VRTPansharpenedDataset) not available in this GDAL: GDAL rows skipped")
     otb_methods = [m for m in args.otb.split(",") if m]
@@ -314,7 +300,7 @@ def run(args: argparse.Namespace) -> str:
     bad_otb = [m for m in otb_methods if m not in OTB_METHODS]
     if bad_otb:
         raise SystemExit(f"unknown OTB methods {bad_otb}; choose from {', '.join(OTB_METHODS)}")
-    model, model_note = resolve_model(args.weights)
+    model, model_note = (None, "model skipped (--no-model)") if args.no_model else resolve_model(args.weights)
     notes.append(model_note)
 
     rows: List[Dict[str, object]] = []
@@ -337,6 +323,10 @@ def run(args: argparse.Namespace) -> str:
             for meth in methods:
                 runs.append((f"pantiny {meth}", lambda p, m, meth=meth: pansharpen(
                     str(p), str(m), method=meth, sensor=sc.sensor or None, device="cpu"), args.repeat, True))
+                if meth == "brovey":  # GDAL's resampling: the scene goes to GDAL's engine when it can
+                    runs.append(("pantiny brovey --upsampling cubic", lambda p, m: pansharpen(
+                        str(p), str(m), method="brovey", upsampling="cubic", sensor=sc.sensor or None,
+                        device="cpu"), args.repeat, True))
             if have_otb:
                 for om in otb_methods:
                     runs.append((f"OTB {om}", lambda p, m, om=om: otb_pansharpen(
@@ -415,10 +405,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", default="sample,ikonos,wv3crop",
-                    help="comma-separated: sample, ikonos, wv3crop (missing ones are skipped)")
+                    help="comma-separated: sample, ikonos, wv3crop, ikonos4x (the IKONOS pair mirrored 4 x 4: "
+                         "5120 x 5120 PAN; missing ones are skipped)")
     ap.add_argument("--methods", default=",".join(CLASSICAL), help="classical pantiny methods to run")
     ap.add_argument("--otb", default="lmvm", help="Orfeo ToolBox methods to run (lmvm, rcs, bayes; '' for none)")
     ap.add_argument("--weights", help="model .safetensors (default: the manifest's model, skipped if absent)")
+    ap.add_argument("--no-model", action="store_true", help="classical methods and peers only")
     ap.add_argument("--attention", default="scene", choices=("scene", "sampled", "tile"), help="model attention mode")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per method (best is kept)")
     ap.add_argument("--model-repeat", type=int, default=1, help="timed runs of the model (no warm-up run)")

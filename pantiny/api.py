@@ -9,223 +9,46 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
-from torch import nn
 
 from . import io as rio_io
 from .align import align_pair
 from .choices import ATTENTION, MODEL_METHODS, OTHER_BANDS, SAMPLED_TILES, UPSAMPLING, check
-from .devices import pick_device
 from .errors import InputError, ModelOutputError
-from .nodata import FILL_STEPS, fill_holes, invalid_mask
-from .normalize import choose_scale, from_unit, scale_warnings, to_unit
 from .products import ProductInfo, model_band_indices, product_of
-from .readers import ArrayRaster, GeoTIFFRaster, Raster
-from .resample import upsample
-from .scene_attention import attention_layers, scene_attention
-from .sensors import Sensor, get_sensor, resolve_bands, with_band_names
-from .tiling import Tile, count_tiles, run_tiled
-from .windows import Window
+from .readers import ArrayRaster, GeoTIFFRaster, PairReader, Raster
+from .sensors import Sensor, get_sensor, parse_band_weights, resolve_bands, with_band_names
+
+# torch (1-2 s to import) and the modules built on it load on first use: Brovey with GDAL's cubic
+# resampling on files runs entirely in GDAL, so that call never pays for them.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .source import SceneSource
 
 _log = logging.getLogger("pantiny")
 
-ArrayLike = Union[np.ndarray, torch.Tensor, str, "os.PathLike[str]"]
-# MS pixels of context around a tile: bicubic needs 2, the nodata fill FILL_STEPS more.
-MS_MARGIN = 2 + FILL_STEPS
+ArrayLike = Union[np.ndarray, "torch.Tensor", str, "os.PathLike[str]"]
 
 
-# --- the scene pair: PAN and MS rasters of the reader layer ------------------------------------
-
-class _PairReader:
-    """PAN and MS :class:`~pantiny.readers.Raster` s of one scene, read by window."""
-
-    def __init__(self, pan: Raster, ms: Raster) -> None:
-        self.pan, self.ms = pan, ms
-        self.dtype = ms.dtype
-        self.n_bands = ms.count
-        self.pan_hw = pan.hw
-        self.ms_hw = ms.hw
-
-    def read_pan(self, r: int, c: int, h: int, w: int) -> np.ndarray:
-        return self.pan.read(Window(r, c, h, w))
-
-    def read_ms(self, r: int, c: int, h: int, w: int, bands: Sequence[int]) -> np.ndarray:
-        return self.ms.read(Window(r, c, h, w), bands=bands)
-
-
-def _check_finite(x: np.ndarray, what: str, invalid: Optional[np.ndarray]) -> None:
-    if x.dtype.kind == "f":
-        ok = np.isfinite(x)
-        if invalid is not None:
-            ok |= invalid[None]
-        if not ok.all():
-            raise InputError(f"{what} contains NaN or infinite values; mask them as nodata first")
-
-
-@dataclass
-class SceneStats:
-    """What one pass over the MS (and a pooled PAN) says about a scene, nodata excluded.
-
-    ``ms_mean``/``ms_std`` per band (DN), ``ms_max`` over bands (DN), ``pan_std`` of the PAN averaged
-    onto the MS grid (DN).
-    """
-
-    ms_mean: np.ndarray
-    ms_std: np.ndarray
-    ms_max: float
-    pan_std: float
-
-
-@dataclass
-class _SceneSource:
-    """Normalised, upsampled tiles of a scene for the tiling engine (implements ``TileSource``).
-
-    Nodata never enters interpolation or the network: MS holes are filled from valid neighbours
-    (:func:`pantiny.nodata.fill_holes`, local, so tiles fill as the whole image would) before
-    upsampling, and PAN holes take the mean of the upsampled MS bands.
-    """
-
-    reader: Any
-    channels: List[int]  # MS band indices fed through the pipeline, model bands first (model order)
-    scale: float
-    ratio: int
-    upsampling: str
-    pan_nodata: Optional[float]
-    ms_nodata: Optional[float]
-    ms_fill: Optional[np.ndarray] = None  # per-channel DN for pixels deep inside MS holes
-    _pan_lr: Optional[Tuple[np.ndarray, np.ndarray]] = None  # cached _pan_overview()
-
-    @property
-    def height(self) -> int:
-        return self.reader.pan_hw[0]
-
-    @property
-    def width(self) -> int:
-        return self.reader.pan_hw[1]
-
-    def read(self, t: Tile) -> Tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        r, m = self.ratio, MS_MARGIN
-        mh, mw = self.reader.ms_hw
-        # MS window covering the tile plus margin, clipped to the image, then edge-padded so that
-        # upsampling a window gives exactly what upsampling the whole image gives.
-        r0, c0 = t.row // r - m, t.col // r - m
-        r1, c1 = -(-(t.row + t.height) // r) + m, -(-(t.col + t.width) // r) + m
-        rr0, cc0, rr1, cc1 = max(r0, 0), max(c0, 0), min(r1, mh), min(c1, mw)
-        ms = self.reader.read_ms(rr0, cc0, rr1 - rr0, cc1 - cc0, self.channels)
-        pan = self.reader.read_pan(t.row, t.col, t.height, t.width)
-        ms_bad = invalid_mask(ms, self.ms_nodata)
-        pan_bad = invalid_mask(pan, self.pan_nodata)
-        _check_finite(ms, "MS", ms_bad)
-        _check_finite(pan, "PAN", pan_bad)
-        pad = ((rr0 - r0, r1 - rr1), (cc0 - c0, c1 - cc1))
-        oy, ox = t.row - r0 * r, t.col - c0 * r
-        valid = np.ones(pan.shape[1:], bool) if pan_bad is None else ~pan_bad
-        if ms_bad is not None:
-            ms_ok = np.pad(~ms_bad, pad, mode="edge")
-            up_ok = ms_ok.repeat(r, 0).repeat(r, 1)
-            valid &= up_ok[oy:oy + t.height, ox:ox + t.width]
-            fill = self.ms_fill if self.ms_fill is not None else np.zeros(len(self.channels))
-            ms = fill_holes(ms, ms_bad, fill)
-        ms = np.pad(ms, ((0, 0), *pad), mode="edge")
-        ms_up = upsample(to_unit(ms, self.scale)[None], r, self.upsampling)[0]
-        ms_up = ms_up[:, oy:oy + t.height, ox:ox + t.width].contiguous()
-        pan_t = to_unit(pan, self.scale)
-        if pan_bad is not None:
-            hole = torch.from_numpy(pan_bad)
-            pan_t[0][hole] = ms_up[:4].mean(0)[hole]
-        return ms_up, pan_t, valid
-
-    def _strips(self, rows: int) -> Iterator[Tuple[int, int]]:
-        mh = self.reader.ms_hw[0]
-        for a in range(0, mh, rows):
-            yield a, min(mh, a + rows)
-
-    def stats(self) -> SceneStats:
-        """One pass over the MS in strips (bounded memory) and the pooled PAN, nodata excluded."""
-        mh, mw = self.reader.ms_hw
-        c = len(self.channels)
-        s1, s2, n, mx = np.zeros(c), np.zeros(c), 0, -np.inf
-        for a, b in self._strips(256):
-            ms = self.reader.read_ms(a, 0, b - a, mw, self.channels)
-            bad = invalid_mask(ms, self.ms_nodata)
-            _check_finite(ms, "MS", bad)
-            v = ms.reshape(c, -1) if bad is None else ms[:, ~bad]
-            if v.size:
-                v = v.astype(np.float64)
-                s1 += v.sum(1)
-                s2 += (v * v).sum(1)
-                n += v.shape[1]
-                mx = max(mx, float(v.max()))
-        if n == 0:
-            raise InputError("the MS has no valid pixel: every pixel equals the nodata value "
-                             f"{self.ms_nodata:g}" if self.ms_nodata is not None else "the MS is empty")
-        mean = s1 / n
-        std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
-        pan_lr, ok = self._pan_overview()
-        pv = pan_lr[ok]
-        return SceneStats(mean, std, mx, float(pv.std()) if pv.size else 0.0)
-
-    def _pan_overview(self) -> Tuple[np.ndarray, np.ndarray]:
-        """PAN averaged over each MS pixel's ratio x ratio block, nodata excluded: ``(mean DN (h,w)
-        float64, ok (h,w) bool: the block has a valid pixel)``; read in strips (bounded memory), once
-        per scene: the scene statistics and the classical fits both use it (MS-grid sized, 1/16 of a
-        PAN band's pixels)."""
-        if self._pan_lr is None:
-            self._pan_lr = self._read_pan_overview()
-        return self._pan_lr
-
-    def _read_pan_overview(self) -> Tuple[np.ndarray, np.ndarray]:
-        r = self.ratio
-        mh, mw = self.reader.ms_hw
-        ph, pw = self.reader.pan_hw
-        mean = np.zeros((mh, mw), np.float64)  # valid PAN mean per MS pixel (DN)
-        ok = np.zeros((mh, mw), bool)
-        for a, b in self._strips(max(1, 512 // r)):  # 512 PAN rows at a time
-            pan = self.reader.read_pan(a * r, 0, min(ph, b * r) - a * r, pw)[0].astype(np.float64)
-            bad = invalid_mask(pan[None], self.pan_nodata)
-            _check_finite(pan[None], "PAN", bad)
-            good = np.ones(pan.shape, bool) if bad is None else ~bad
-            hh, ww = (b - a) * r, mw * r
-            vals = np.zeros((hh, ww))
-            cnt = np.zeros((hh, ww))
-            vals[:pan.shape[0], :pan.shape[1]] = np.where(good, pan, 0.0)
-            cnt[:pan.shape[0], :pan.shape[1]] = good
-            sv = vals.reshape(b - a, r, mw, r).sum((1, 3))
-            sc = cnt.reshape(b - a, r, mw, r).sum((1, 3))
-            ok[a:b] = sc > 0
-            mean[a:b] = np.where(sc > 0, sv / np.maximum(sc, 1), 0.0)
-        return mean, ok
-
-    def overview(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Whole scene at MS resolution: ``(ms (C,h,w), pan averaged onto the MS grid (1,h,w))``, unit
-        range. Pixels that are nodata in either (or whose PAN block is all nodata) are 0 in both, which
-        the classical fits skip."""
-        mh, mw = self.reader.ms_hw
-        ms = self.reader.read_ms(0, 0, mh, mw, self.channels)
-        bad = invalid_mask(ms, self.ms_nodata)
-        pan_lr, ok = self._pan_overview()
-        if bad is not None:
-            ok = ok & ~bad  # not in place: the overview is cached
-        ms_u = to_unit(ms, self.scale)
-        pan_u = torch.from_numpy((pan_lr / self.scale).astype(np.float32))[None]
-        if not ok.all():
-            hole = torch.from_numpy(~ok)
-            ms_u[:, hole] = 0.0
-            pan_u[:, hole] = 0.0
-        return ms_u, pan_u
+def _is_tensor(x: Any) -> bool:
+    """A torch tensor, without importing torch (a caller holding one has imported it)."""
+    torch_mod = sys.modules.get("torch")
+    return torch_mod is not None and isinstance(x, torch_mod.Tensor)
 
 
 # --- argument handling --------------------------------------------------------------------------
 
 def _to_numpy(x: Union[np.ndarray, torch.Tensor], what: str, ndim_2d_ok: bool) -> np.ndarray:
-    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    a = x.detach().cpu().numpy() if _is_tensor(x) else np.asarray(x)
     if a.ndim == 2 and ndim_2d_ok:
         a = a[None]
     if a.ndim != 3:
@@ -247,11 +70,14 @@ def _is_path(x: Any) -> bool:
     return isinstance(x, (str, os.PathLike))
 
 
-def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, source: _SceneSource,
+def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, source: SceneSource,
            sensor: Sensor, method_options: Optional[Dict[str, Any]], other_bands: str, overlap: int,
            ) -> Tuple[Any, Optional[nn.Module]]:
     """``fuse(ms_up, pan)`` for the chosen method (the core sees the 4 model bands only), and the
     network when the method is the model."""
+    import torch
+    from torch import nn
+
     net: Optional[nn.Module] = None
     if method in MODEL_METHODS:
         from .weights import load_model
@@ -307,16 +133,32 @@ class Scene:
     """A PAN/MS pair ready for fusion or adaptation: the normalised tile source (its first four
     channels are the model bands), the sensor and the PAN raster (georeferencing)."""
 
-    source: "_SceneSource"
+    source: "SceneSource"
     sensor: Sensor
     pan: Raster
 
 
-def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = "auto",
-                  bands: Optional[Sequence[int]] = None, ratio: int = 4, scale: Optional[float] = None,
-                  upsampling: str = "bicubic", other_bands: str = "drop", nodata: Optional[float] = None) -> Scene:
-    """Read, check and describe a scene (steps *read, bands, normalise* of :func:`pansharpen`, whose
-    arguments these are): one place for the API, adaptation and the CLI."""
+@dataclass
+class _Pair:
+    """What the files' headers say about a scene (no pixel read yet): the rasters on nested grids,
+    the sensor and its model bands, nodata values, vendor metadata."""
+
+    pan: Raster
+    ms: Raster
+    reader: PairReader
+    sensor: Sensor
+    model_idx: Tuple[int, ...]
+    sensor_named: bool  # False: guessed from the band count (says nothing about the bit depth)
+    sensor_from: str
+    product: Optional[ProductInfo]
+    pan_nodata: Optional[float]
+    ms_nodata: Optional[float]
+    nested: bool  # files whose grids nest as they are (no window or warp)
+
+
+def _describe_pair(pan: ArrayLike, ms: ArrayLike, sensor: Union[str, Sensor, None], bands: Optional[Sequence[int]],
+                   ratio: int, nodata: Optional[float]) -> _Pair:
+    """Step *read, bands* of :func:`pansharpen` from headers and metadata only."""
     if not isinstance(ratio, int) or ratio < 1:
         raise InputError(f"ratio must be a positive integer, got {ratio!r}")
     if _is_path(pan) != _is_path(ms):
@@ -324,14 +166,14 @@ def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, N
     if isinstance(sensor, str) and sensor.strip().lower() == "auto":
         sensor = None
     sensor_from = "given" if sensor is not None else None
-    product = None
+    product, nested = None, False
     if _is_path(pan):
         pan_r, ms_r = GeoTIFFRaster(pan, "PAN"), GeoTIFFRaster(ms, "MS")
         product = _product_of(ms_r)
         aligned = align_pair(pan_r, ms_r, ratio)
         if aligned.note:
             _log.info(aligned.note)
-        pan_r, ms_r = aligned.pan, aligned.ms
+        pan_r, ms_r, nested = aligned.pan, aligned.ms, aligned.how == "nested"
         if sensor is None and product.sensor:
             sensor, sensor_from = product.sensor, product.source
         pan_nodata = nodata if nodata is not None else pan_r.nodata
@@ -355,7 +197,7 @@ def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, N
             raise InputError(f"PAN must have 1 band, got {pan_r.count} (shape {pan_r.shape})")
         rio_io.check_sizes(pan_r.hw, ms_r.hw, ratio)
         pan_nodata = ms_nodata = nodata
-    reader = _PairReader(pan_r, ms_r)
+    reader = PairReader(pan_r, ms_r)
     pan_dtype = pan_r.dtype
     if pan_dtype != reader.dtype and (pan_dtype.kind == "f") != (reader.dtype.kind == "f"):
         raise InputError(f"PAN dtype {pan_dtype} and MS dtype {reader.dtype} differ in kind (int vs float): "
@@ -373,11 +215,32 @@ def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, N
     sens, model_idx = resolve_bands(reader.n_bands, sensor, bands)
     if sensor_from is None:
         sensor_from = "explicit bands" if bands is not None else f"guessed from {reader.n_bands} bands"
+    return _Pair(pan_r, ms_r, reader, sens, tuple(int(i) for i in model_idx), sensor is not None, sensor_from,
+                 product, pan_nodata, ms_nodata, nested)
+
+
+def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None] = "auto",
+                  bands: Optional[Sequence[int]] = None, ratio: int = 4, scale: Optional[float] = None,
+                  upsampling: str = "bicubic", other_bands: str = "drop", nodata: Optional[float] = None) -> Scene:
+    """Read, check and describe a scene (steps *read, bands, normalise* of :func:`pansharpen`, whose
+    arguments these are): one place for the API, adaptation and the CLI."""
+    return _prepare(_describe_pair(pan, ms, sensor, bands, ratio, nodata), ratio=ratio, scale=scale,
+                    upsampling=upsampling, other_bands=other_bands, stacklevel=4)
+
+
+def _prepare(pair: _Pair, *, ratio: int, scale: Optional[float], upsampling: str, other_bands: str,
+             stacklevel: int = 3) -> Scene:
+    """Step *normalise*: scene statistics, value scale and the tile source of a described pair
+    (``stacklevel``: of the warnings, so they point at the user's call)."""
+    from .normalize import choose_scale, scale_warnings
+    from .source import SceneSource
+
+    reader, sens, model_idx, product = pair.reader, pair.sensor, pair.model_idx, pair.product
     extras = [] if other_bands == "drop" else [b for b in range(reader.n_bands) if b not in model_idx]
-    source = _SceneSource(reader, list(model_idx) + extras, 1.0, ratio, upsampling, pan_nodata, ms_nodata)
+    source = SceneSource(reader, list(model_idx) + extras, 1.0, ratio, upsampling, pair.pan_nodata, pair.ms_nodata)
     st = source.stats()
     # A sensor guessed from the band count says nothing about the bit depth: only a named one does.
-    sens_for_scale = sens if sensor is not None else None
+    sens_for_scale = sens if pair.sensor_named else None
     meta_max = product.max_value if product is not None and scale is None else None
     sc, why = choose_scale(reader.dtype, sens_for_scale, scale if meta_max is None else meta_max, data_max=st.ms_max)
     if meta_max is not None:
@@ -385,14 +248,14 @@ def prepare_scene(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, N
     source.scale = sc
     source.ms_fill = st.ms_mean
     _log.info("sensor %s (%s), model bands R,G,B,NIR = MS bands %s, value scale %g (%s)",
-              sens.name, sensor_from, list(model_idx), sc, why)
+              sens.name, pair.sensor_from, list(model_idx), sc, why)
     for msg in scale_warnings(sc, why, reader.dtype, st.ms_max):
-        warnings.warn(msg, stacklevel=3)
+        warnings.warn(msg, stacklevel=stacklevel)
     if not (st.ms_std[:4] > 0).any() or st.pan_std == 0:
         which = "MS" if not (st.ms_std[:4] > 0).any() else "PAN"
         warnings.warn(f"the {which} has zero variance (a constant image): there is no spatial or spectral "
-                      "information to fuse, so the result is not meaningful", stacklevel=3)
-    return Scene(source, sens, pan_r)
+                      "information to fuse, so the result is not meaningful", stacklevel=stacklevel)
+    return Scene(source, sens, pair.pan)
 
 
 # --- public API ---------------------------------------------------------------------------------
@@ -468,10 +331,24 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
     check(attention, ATTENTION, "attention")
     check(other_bands, OTHER_BANDS, "other_bands")
     check(upsampling, UPSAMPLING, "upsampling")
-    scene = prepare_scene(pan, ms, sensor=sensor, bands=bands, ratio=ratio, scale=scale, upsampling=upsampling,
-                          other_bands=other_bands, nodata=nodata)
-    source, sens, reader, pan_r = scene.source, scene.sensor, scene.source.reader, scene.pan
-    sc, tags, as_tensor = source.scale, {"SENSOR": sens.name.upper()}, isinstance(ms, torch.Tensor)
+    pair = _describe_pair(pan, ms, sensor, bands, ratio, nodata)
+    gdal_bands = None if adapt else _gdal_brovey_bands(pair, method, upsampling, other_bands, method_options)
+    if gdal_bands is not None:  # exactly GDAL's method and resampling: GDAL's engine computes it
+        from . import gdal_engine
+
+        _log.info("brovey with cubic upsampling: GDAL's pansharpening engine (VRTPansharpenedDataset)")
+        spectral, weights = gdal_bands
+        dn_strips = gdal_engine.brovey_strips(pan, ms, [b + 1 for b in spectral], weights=weights,  # type: ignore[arg-type]
+                                              threads=_threads())
+        return _emit(dn_strips, pair, list(pair.model_idx), pan=pan, ms=ms, out=out, out_nodata=None,
+                     overwrite=overwrite, cog=cog, creation_options=creation_options, like=None)
+    from .devices import pick_device
+    from .scene_attention import attention_layers, scene_attention
+    from .tiling import count_tiles, run_tiled
+
+    scene = _prepare(pair, ratio=ratio, scale=scale, upsampling=upsampling, other_bands=other_bands)
+    source, sens, reader = scene.source, scene.sensor, scene.source.reader
+    sc, as_tensor = source.scale, _is_tensor(ms)
     ms_nodata, pan_nodata = source.ms_nodata, source.pan_nodata
     dev = pick_device(device)
     if adapt:
@@ -483,9 +360,6 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
     h, w = source.height, source.width
     scene_passes = len(attention_layers(net)) if net is not None and attention in ("scene", "sampled") else 0
     sample = SAMPLED_TILES if attention == "sampled" else None
-
-    def finish(fused: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return _denormalise(fused, valid, order, sc, reader.dtype, out_nodata)
 
     with ExitStack() as stack:
         bar = None
@@ -501,26 +375,81 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
                                                 device=dev, sample=sample, progress=tick))
         blend = "ramp" if net is not None and attention == "tile" else "crop"
         strips = run_tiled(source, fuse, tile=tile, overlap=overlap, batch_size=bs, blend=blend, progress=tick)
-        if out is None:
-            if cog or creation_options:
-                raise InputError("cog= and creation_options= shape the file written to out=; pass out=")
-            result = np.empty((len(order), h, w), reader.dtype)
-            for row, fused, valid in strips:
-                result[:, row:row + fused.shape[1]] = finish(fused, valid)
-            return torch.from_numpy(result).to(ms.device) if as_tensor else result  # type: ignore[union-attr]
-        if pan_r.transform is None:  # arrays: no georeferencing to write
-            raise InputError("out= is for GeoTIFF inputs; with arrays, write the returned array yourself")
-        from .band_names import output_band_names  # only file outputs carry band names
+        dn_strips = ((row, _denormalise(fused, valid, order, sc, reader.dtype, out_nodata))
+                     for row, fused, valid in strips)
+        return _emit(dn_strips, pair, source.channels, pan=pan, ms=ms, out=out, out_nodata=out_nodata,
+                     overwrite=overwrite, cog=cog, creation_options=creation_options,
+                     like=ms if as_tensor else None)
 
-        names = output_band_names(source.channels, sens, reader.n_bands, rio_io.raster_info(ms).descriptions)
-        with rio_io.AtomicGeoTIFFWriter(out, count=len(order), height=h, width=w, dtype=reader.dtype,
-                                        crs=pan_r.crs, transform=pan_r.transform,
-                                        nodata=out_nodata, protect=(pan, ms), tags=tags,
-                                        overwrite=overwrite, cog=cog, creation_options=creation_options,
-                                        descriptions=names) as writer:
-            for row, fused, valid in strips:
-                writer.write(row, finish(fused, valid))
-        return Path(out)
+
+def _threads() -> int:
+    """Worker threads for GDAL: torch's setting when torch is loaded (the caller's choice, as for the
+    tiling engine), else the CPUs this process may use."""
+    torch_mod = sys.modules.get("torch")
+    if torch_mod is not None:
+        return int(torch_mod.get_num_threads())
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _gdal_brovey_bands(pair: _Pair, method: str, upsampling: str, other_bands: str,
+                       method_options: Optional[Dict[str, Any]]) -> Optional[Tuple[List[int], List[float]]]:
+    """The MS bands (0-based, file order) and their Brovey weights when GDAL's engine computes exactly
+    this fusion: Brovey with GDAL's cubic resampling, files on nested grids, georeferenced, integer
+    data, no nodata, no PAN moment matching, no extra bands carried along; else None."""
+    if method != "brovey" or upsampling != "cubic" or not isinstance(pair.pan, GeoTIFFRaster):
+        return None
+    if not pair.nested or pair.pan_nodata is not None or pair.ms_nodata is not None:
+        return None
+    if pair.pan.dtype != pair.reader.dtype or pair.reader.dtype.kind not in "ui":
+        return None
+    (h, w), (mh, mw) = pair.pan.hw, pair.ms.hw
+    if pair.pan.crs is None and (h, w) != (mh * 4, mw * 4):
+        return None  # without a CRS GDAL stretches the MS over the PAN extent: only exact 4x sizes agree
+    options = dict(method_options or {})
+    if other_bands != "drop" and pair.reader.n_bands != len(pair.model_idx):
+        return None
+    if set(options) - {"weights", "match"} or options.get("match", False) is not False:
+        return None  # unknown options are reported by the tiling engine's check
+    from . import gdal_engine
+
+    if not gdal_engine.available():
+        return None
+    w = parse_band_weights("brovey", options.get("weights")).tolist()  # model order R, G, B, NIR
+    spectral = sorted(pair.model_idx)
+    return spectral, [w[pair.model_idx.index(b)] for b in spectral]
+
+
+def _emit(dn_strips: Iterator[Tuple[int, np.ndarray]], pair: _Pair, channels: Sequence[int], *, pan: ArrayLike,
+          ms: ArrayLike, out: Union[str, "os.PathLike[str]", None], out_nodata: Optional[float], overwrite: bool,
+          cog: bool, creation_options: Optional[Dict[str, Any]], like: Optional[torch.Tensor]
+          ) -> Union[np.ndarray, torch.Tensor, Path]:
+    """Step *write*: gather the fused strips (row, (C,rows,W) DN in the input's band order) into an
+    array (a tensor on ``like``'s device when given) or stream them into the GeoTIFF ``out``."""
+    h, w = pair.pan.hw
+    n, dtype = len(channels), pair.reader.dtype
+    if out is None:
+        if cog or creation_options:
+            raise InputError("cog= and creation_options= shape the file written to out=; pass out=")
+        result = np.empty((n, h, w), dtype)
+        for row, y in dn_strips:
+            result[:, row:row + y.shape[1]] = y
+        if like is None:
+            return result
+        import torch
+
+        return torch.from_numpy(result).to(like.device)
+    if pair.pan.transform is None:  # arrays: no georeferencing to write
+        raise InputError("out= is for GeoTIFF inputs; with arrays, write the returned array yourself")
+    from .band_names import output_band_names  # only file outputs carry band names
+
+    names = output_band_names(channels, pair.sensor, pair.reader.n_bands, rio_io.raster_info(ms).descriptions)
+    with rio_io.AtomicGeoTIFFWriter(out, count=n, height=h, width=w, dtype=dtype, crs=pair.pan.crs,
+                                    transform=pair.pan.transform, nodata=out_nodata, protect=(pan, ms),
+                                    tags={"SENSOR": pair.sensor.name.upper()}, overwrite=overwrite, cog=cog,
+                                    creation_options=creation_options, descriptions=names) as writer:
+        for row, y in dn_strips:
+            writer.write(row, y)
+    return Path(out)
 
 
 def adapt(pan: ArrayLike, ms: ArrayLike, *, model: Union[str, nn.Module] = "pantiny-big",
@@ -537,6 +466,8 @@ def adapt(pan: ArrayLike, ms: ArrayLike, *, model: Union[str, nn.Module] = "pant
     ``lr`` (1e-4), ``seed`` (0), ``patience`` (25), ``min_delta`` (1e-3), loss weights ``spectral``
     and ``spatial`` (1, 1); see :mod:`pantiny.train.adapt`. Same seed, same weights.
     """
+    from .devices import pick_device
+
     scene = prepare_scene(pan, ms, sensor=sensor, bands=bands, ratio=ratio, scale=scale, nodata=nodata)
     net = _adapted(model, scene, pick_device(device), progress, options)
     if out is not None:
@@ -557,6 +488,8 @@ def adapt(pan: ArrayLike, ms: ArrayLike, *, model: Union[str, nn.Module] = "pant
 def _adapted(model: Union[str, nn.Module], scene: Scene, device: torch.device, progress: bool,
              options: Dict[str, Any]) -> nn.Module:
     """``model`` (a module, or weights to load) adapted to ``scene`` (:mod:`pantiny.train.adapt`)."""
+    from torch import nn
+
     from .train.adapt import adapt_source
     from .weights import load_model
 
@@ -567,6 +500,10 @@ def _adapted(model: Union[str, nn.Module], scene: Scene, device: torch.device, p
 def _denormalise(fused: np.ndarray, valid: np.ndarray, order: np.ndarray, scale: float, dtype: np.dtype,
                  nodata: Optional[float]) -> np.ndarray:
     """Fused unit-range channels (C,h,w) -> DN in ``dtype``, input band order, nodata where invalid."""
+    import torch
+
+    from .normalize import from_unit
+
     y = from_unit(torch.from_numpy(fused[order]), scale, dtype)
     if nodata is not None:
         _avoid_nodata(y, valid, nodata)

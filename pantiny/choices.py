@@ -19,7 +19,10 @@ SAMPLED_TILES = 16
 #: What happens to MS bands that are not model inputs.
 OTHER_BANDS = ("drop", "upsample", "ratio")
 #: MS interpolation onto the PAN grid.
-UPSAMPLING = ("bicubic", "bilinear", "nearest")
+#: MS upsampling modes (pantiny.resample.upsample): "bicubic" is torch's (Keys a=-0.75, the model's
+#: training convention), "cubic" GDAL's cubic convolution (Keys a=-0.5, weights renormalised at the
+#: borders), so ``method="brovey", upsampling="cubic"`` is exactly GDAL's pansharpening.
+UPSAMPLING = ("bicubic", "cubic", "bilinear", "nearest")
 #: Tile blending of the tiling engine.
 BLENDS = ("crop", "ramp")
 #: Full-resolution quality index definitions and their MS upsamplers.

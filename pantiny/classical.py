@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .mtf import MTF_TAPS, mtf_filter
-from .sensors import MODEL_BANDS, Sensor, get_sensor
+from .sensors import Sensor, get_sensor, parse_band_weights
 
 State = Dict[str, Any]
 FitFn = Callable[..., State]
@@ -100,27 +100,8 @@ def _check_bool(method: str, key: str, value: Any) -> bool:
 
 
 def _parse_weights(method: str, weights: Any) -> torch.Tensor:
-    """Band weights in model order (R, G, B, NIR): a sequence of 4 numbers or a dict by band name."""
-    if weights is None:
-        return torch.full((N_BANDS,), 1.0 / N_BANDS, dtype=torch.float64)
-    if isinstance(weights, Mapping):
-        keys = {str(k).upper(): v for k, v in weights.items()}
-        if set(keys) != set(MODEL_BANDS):
-            raise InputError(f"weights of method {method!r} given as a dict must have exactly the keys "
-                             f"{list(MODEL_BANDS)}, got {sorted(weights)}")
-        weights = [keys[b] for b in MODEL_BANDS]
-    try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"weights of method {method!r} must be 4 numbers (R, G, B, NIR), got {weights!r}") from None
-    if w.shape != (N_BANDS,):
-        raise InputError(f"weights of method {method!r} must be 4 numbers in model band order "
-                         f"(R, G, B, NIR), got {w.size} ({weights!r})")
-    if not np.isfinite(w).all():
-        raise InputError(f"weights of method {method!r} must be finite, got {weights!r}")
-    if not np.any(w):
-        raise InputError(f"weights of method {method!r} are all zero")
-    return torch.from_numpy(w)
+    """Band weights in model order (R, G, B, NIR), float64 (see :func:`pantiny.sensors.parse_band_weights`)."""
+    return torch.from_numpy(parse_band_weights(method, weights))
 
 
 def _samples(ms_lr: torch.Tensor, pan_lr: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

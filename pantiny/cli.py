@@ -37,6 +37,7 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
     opt.add_ratio(p)
     opt.add_scale(p)
     opt.add_other_bands(p)
+    opt.add_upsampling(p)
     opt.add_nodata(p)
     p.add_argument("--no-overwrite", action="store_true", help="fail instead of replacing an existing output")
     p.add_argument("--adapt", action="store_true",
@@ -56,7 +57,7 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
 def _fusion_kwargs(args: argparse.Namespace) -> dict:
     return dict(sensor=args.sensor, bands=args.bands, method=args.method, device=args.device, tile=args.tile,
                 overlap=args.overlap, attention=args.attention, batch_size=args.batch_size, ratio=args.ratio,
-                scale=args.scale, other_bands=args.other_bands, nodata=args.nodata,
+                scale=args.scale, other_bands=args.other_bands, upsampling=args.upsampling, nodata=args.nodata,
                 overwrite=not args.no_overwrite, cog=args.cog, creation_options=dict(args.creation_options),
                 adapt=(dict(steps=args.adapt_steps) if args.adapt_steps else True) if args.adapt else False)
 

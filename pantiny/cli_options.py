@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import List, Tuple
 
-from .choices import ATTENTION, CLASSICAL_METHODS, MODEL_METHODS, OTHER_BANDS
+from .choices import ATTENTION, CLASSICAL_METHODS, MODEL_METHODS, OTHER_BANDS, UPSAMPLING
 
 
 def parse_bands(text: str) -> List[int]:
@@ -119,6 +119,13 @@ def add_attention(p: argparse.ArgumentParser) -> None:
 def add_other_bands(p: argparse.ArgumentParser) -> None:
     p.add_argument("--other-bands", default=OTHER_BANDS[0], choices=OTHER_BANDS,
                    help="non-model MS bands: drop (default), upsample, or ratio-sharpen")
+
+
+def add_upsampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--upsampling", default=UPSAMPLING[0], choices=UPSAMPLING,
+                   help="MS interpolation onto the PAN grid: bicubic (default; the model's), cubic (GDAL's: "
+                        "with --method brovey the scene is fused by GDAL's own pansharpening engine), "
+                        "bilinear, nearest")
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:

@@ -243,3 +243,20 @@ def open_raster(x: Any, name: str) -> Raster:
     if x.dtype.kind not in "uif":
         raise InputError(f"{name} has unsupported dtype {x.dtype}; use integer or float data")
     return ArrayRaster(x, name)
+
+
+class PairReader:
+    """PAN and MS :class:`~pantiny.readers.Raster` s of one scene, read by window."""
+
+    def __init__(self, pan: Raster, ms: Raster) -> None:
+        self.pan, self.ms = pan, ms
+        self.dtype = ms.dtype
+        self.n_bands = ms.count
+        self.pan_hw = pan.hw
+        self.ms_hw = ms.hw
+
+    def read_pan(self, r: int, c: int, h: int, w: int) -> np.ndarray:
+        return self.pan.read(Window(r, c, h, w))
+
+    def read_ms(self, r: int, c: int, h: int, w: int, bands: Sequence[int]) -> np.ndarray:
+        return self.ms.read(Window(r, c, h, w), bands=bands)

@@ -19,9 +19,11 @@ from .errors import InputError
 def upsample(ms: torch.Tensor, ratio: int = 4, mode: str = "bicubic") -> torch.Tensor:
     """Interpolate MS (B,C,h,w) onto the PAN grid (B,C,h*ratio,w*ratio).
 
-    ``mode``: ``"bicubic"`` (Keys a=-0.75 as in torch, the default), ``"bilinear"`` or ``"nearest"``.
-    Borders are handled by clamping (replicate), so a crop with >= 2 MS pixels of margin on each side
-    upsamples to exactly the same values as the whole image.
+    ``mode``: ``"bicubic"`` (Keys a=-0.75 as in torch, the default), ``"cubic"`` (GDAL's cubic
+    convolution: Keys a=-0.5, the weights of taps outside the image dropped and the rest renormalised,
+    as GDAL resamples), ``"bilinear"`` or ``"nearest"``. Other borders are handled by clamping
+    (replicate). Either way a crop with >= 2 MS pixels of margin on each side upsamples to exactly
+    the same values as the whole image.
 
     Examples:
         >>> import torch
@@ -36,10 +38,39 @@ def upsample(ms: torch.Tensor, ratio: int = 4, mode: str = "bicubic") -> torch.T
         tensor([7.])
     """
     if mode not in UPSAMPLING:
-        raise InputError(f"unknown upsampling mode {mode!r}; use 'bicubic', 'bilinear' or 'nearest'")
+        raise InputError(f"unknown upsampling mode {mode!r}; use one of {', '.join(UPSAMPLING)}")
+    if mode == "cubic":
+        return _cubic_axis(_cubic_axis(ms, -2, ratio), -1, ratio)
     if mode == "nearest":
         return F.interpolate(ms, scale_factor=ratio, mode="nearest")
     return F.interpolate(ms, scale_factor=ratio, mode=mode, align_corners=False)
+
+
+def _keys(x: torch.Tensor, a: float) -> torch.Tensor:
+    """Keys' cubic convolution kernel with parameter ``a`` at offsets ``x``."""
+    x = x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def _cubic_axis(x: torch.Tensor, dim: int, ratio: int, a: float = -0.5) -> torch.Tensor:
+    """Upsample along ``dim`` by ``ratio`` with Keys' kernel (pixel-is-area centres); taps outside the
+    image get weight 0 and the others are renormalised to sum 1 (GDAL's border rule)."""
+    n = x.shape[dim]
+    pos = (torch.arange(n * ratio, dtype=torch.float64) + 0.5) / ratio - 0.5  # source coordinate
+    first = pos.floor()
+    taps = first.long()[:, None] + torch.arange(-1, 3)  # (n*ratio, 4) source indices
+    w = _keys(pos[:, None] - taps, a) * ((taps >= 0) & (taps < n))
+    w = (w / w.sum(1, keepdim=True)).to(x.dtype if x.is_floating_point() else torch.float32)
+    taps = taps.clamp(0, n - 1).to(x.device)
+    shape = [1] * x.ndim
+    shape[dim] = n * ratio
+    out = None
+    for k in range(4):
+        part = x.index_select(dim, taps[:, k]) * w[:, k].to(x.device).reshape(shape)
+        out = part if out is None else out.add_(part)
+    return out
 
 
 def downsample_bicubic(x: torch.Tensor, ratio: int = 4) -> torch.Tensor:

@@ -12,7 +12,9 @@ MTF gains at Nyquist (GNyq) follow the Vivone 2020 toolbox ``genMTF.m`` / ``MTF_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
 
 from .errors import InputError
 
@@ -209,3 +211,28 @@ def with_band_names(sensor: Sensor, names: Sequence[str]) -> Sensor:
     return dataclasses.replace(sensor, bands=bands, model_bands=tuple(model),  # type: ignore[arg-type]
                                mtf_ms=tuple(sensor.mtf_ms[i] for i in idx),
                                description=f"{sensor.description}; product bands {', '.join(bands)}")
+
+
+def parse_band_weights(method: str, weights: Any) -> np.ndarray:
+    """Per-band weights of a classical ``method`` in model order (R, G, B, NIR), float64 (4,), from a
+    sequence of 4 numbers or a dict by band name; ``None``: 1/4 each. Errors name the method."""
+    if weights is None:
+        return np.full(len(MODEL_BANDS), 1.0 / len(MODEL_BANDS))
+    if isinstance(weights, Mapping):
+        keys = {str(k).upper(): v for k, v in weights.items()}
+        if set(keys) != set(MODEL_BANDS):
+            raise InputError(f"weights of method {method!r} given as a dict must have exactly the keys "
+                             f"{list(MODEL_BANDS)}, got {sorted(weights)}")
+        weights = [keys[b] for b in MODEL_BANDS]
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"weights of method {method!r} must be 4 numbers (R, G, B, NIR), got {weights!r}") from None
+    if w.shape != (len(MODEL_BANDS),):
+        raise InputError(f"weights of method {method!r} must be 4 numbers in model band order "
+                         f"(R, G, B, NIR), got {w.size} ({weights!r})")
+    if not np.isfinite(w).all():
+        raise InputError(f"weights of method {method!r} must be finite, got {weights!r}")
+    if not np.any(w):
+        raise InputError(f"weights of method {method!r} are all zero")
+    return w

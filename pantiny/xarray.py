@@ -29,13 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .api import _denormalise, _fuser, _PairReader, _SceneSource, prepare_scene
+from .api import _denormalise, _fuser, prepare_scene
 from .choices import ATTENTION, OTHER_BANDS, UPSAMPLING, check
 from .devices import pick_device
 from .errors import InputError
 from .models.blocks import AttentionStats
-from .readers import DataArrayRaster, OffsetRaster
+from .readers import DataArrayRaster, OffsetRaster, PairReader
 from .scene_attention import attention_layers, layer_sums
+from .source import SceneSource
 from .tiling import run_tiled
 from .windows import Window
 
@@ -159,7 +160,7 @@ def _identity(x: Any) -> Any:
 
 def _blocks(h: int, w: int, chunks: int, plan: _Plan) -> List[List[_Block]]:
     """Output blocks (row-major) with the PAN and MS windows each task reads."""
-    from .api import MS_MARGIN
+    from .source import MS_MARGIN
 
     r, m = plan.ratio, plan.margin
     mh, mw = plan.ms_shape[1], plan.ms_shape[2]
@@ -180,7 +181,7 @@ def _blocks(h: int, w: int, chunks: int, plan: _Plan) -> List[List[_Block]]:
 class _WindowSource:
     """The tile source of a window of a scene (tiles in window coordinates)."""
 
-    def __init__(self, parent: _SceneSource, window: Window) -> None:
+    def __init__(self, parent: SceneSource, window: Window) -> None:
         self.parent, self.window = parent, window
         self.height, self.width = window.height, window.width
 
@@ -189,9 +190,9 @@ class _WindowSource:
 
 
 def _block_source(plan: _Plan, pan_blk: np.ndarray, ms_blk: np.ndarray, b: _Block) -> _WindowSource:
-    reader = _PairReader(OffsetRaster(np.asarray(pan_blk), b.pan.row, b.pan.col, plan.pan_shape, "PAN"),
+    reader = PairReader(OffsetRaster(np.asarray(pan_blk), b.pan.row, b.pan.col, plan.pan_shape, "PAN"),
                          OffsetRaster(np.asarray(ms_blk), b.ms.row, b.ms.col, plan.ms_shape, "MS"))
-    src = _SceneSource(reader, list(plan.channels), plan.scale, plan.ratio, plan.upsampling, plan.pan_nodata,
+    src = SceneSource(reader, list(plan.channels), plan.scale, plan.ratio, plan.upsampling, plan.pan_nodata,
                        plan.ms_nodata)
     src.ms_fill = np.asarray(plan.ms_fill) if plan.ms_fill is not None else None
     return _WindowSource(src, b.pan)

@@ -74,6 +74,25 @@ def test_corpus_sources_follow_each_scenes_bit_depth_and_band_map(tmp_path):
         corpus_sources(index, exclude=["zz"])
 
 
+def test_band_names_pick_stand_in_bands_by_name(tmp_path):
+    index, _ = _corpus(tmp_path)
+    recs = json.loads(index.read_text())
+    recs[0]["bands"] = ["R", "G", "B", "NIR"]
+    recs[1]["bands"] = ["Coastal", "B", "G", "Y", "R", "RedEdge", "NIR1", "NIR2"]
+    index.write_text(json.dumps(recs))
+    srcs = corpus_sources(index, band_names=["Y", "G", "B", "NIR1"])
+    assert [s.name for s in srcs] == ["wv3/b[Y,G,B,NIR1]"]  # only the record that has all four names
+    b = srcs[0].open()
+    assert b.bands == [3, 2, 1, 6] and b.scale == 2047.0
+    plain = corpus_sources(index, scenes=["b"])[0].open()
+    assert torch.equal(b.gt[[1, 2, 3]], plain.gt[[1, 2, 3]]) and not torch.equal(b.gt[0], plain.gt[0])
+    with pytest.raises(ValueError, match="4 bands"):
+        corpus_sources(index, band_names=["Y", "G", "B"])
+    cfg = from_dict({"run": {"steps": 1}, "data": [{"kind": "corpus", "path": str(index),
+                                                     "band_names": ["R", "G", "B", "NIR2"]}]})
+    assert [s.bands for s in cfg.data[0].expand()] == [(4, 2, 1, 7)]
+
+
 def test_small_scenes_are_left_out_before_training_starts(tmp_path):
     index, _ = _corpus(tmp_path)
     cfg = from_dict({"run": {"model": "pantiny-small", "steps": 2, "batch": 2, "patch": 32, "device": "cpu",
@@ -116,15 +135,17 @@ def test_spectral_angle_term():
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "corpus" / "corpus.json").is_file(), reason="needs ../shared/data/corpus")
-def test_the_shipped_training_config_reads_the_real_corpus():
+@pytest.mark.parametrize("config", ["pantiny-big.toml", "pantiny-big-wv.toml"])
+def test_the_shipped_training_config_reads_the_real_corpus(config):
     from conftest import REPO
 
     from pantiny.train.config import load_config
 
-    cfg = load_config(REPO / "training" / "pantiny-big.toml")
+    cfg = load_config(REPO / "training" / config)
     val = [s for e in cfg.data if e.split == "val" for s in e.expand()]
     tr = [s for e in cfg.data if e.split == "train" for s in e.expand()]
-    assert {s.name for s in val} & {s.name for s in tr} == set()
+    scene = {s.name.split("[")[0] for s in tr}  # band stand-ins of a scene are that scene
+    assert {s.name for s in val} & scene == set()
     assert {s.sensor for s in val} == {"wv2", "wv3", "gf2"}
     assert not {s.sensor for s in tr} & {"spot6", "pleiades"}  # unseen sensors kept for adaptation
 

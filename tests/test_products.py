@@ -138,6 +138,24 @@ def test_band_descriptions_give_the_band_order(tmp_path, log):
     assert not np.array_equal(fused, pantiny.pansharpen(pan, ms, method="gsa", scale=2047))
 
 
+def test_qnr_reads_band_descriptions_for_a_given_sensor_as_pansharpen_does(tmp_path):
+    """With sensor="qb" given, an R,G,B,NIR file's descriptions still set which band is which (and so
+    each band's MTF gain in HQNR), in qnr as in pansharpen."""
+    pan, ms = _scene(4)
+    p = _tif(tmp_path / "p.tif", pan, from_origin(X0, Y0, RES, RES))
+    m = _tif(tmp_path / "m.tif", ms, from_origin(X0, Y0, 4 * RES, 4 * RES), descriptions=["Red", "Green", "Blue", "NIR"])
+    fused = pantiny.pansharpen(p, m, method="gsa", sensor="qb")
+    np.testing.assert_array_equal(fused, pantiny.pansharpen(pan, ms, method="gsa", sensor="qb", bands=[0, 1, 2, 3]))
+    from pantiny.sensors import get_sensor, with_band_names
+
+    renamed = with_band_names(get_sensor("qb"), ["R", "G", "B", "NIR"])
+    by_file = pantiny.qnr(p, m, fused, sensor="qb", hqnr=True)
+    by_table = pantiny.qnr(pan, ms, fused, sensor=renamed, hqnr=True)
+    assert by_file.d_lambda_k == pytest.approx(by_table.d_lambda_k, abs=1e-12)
+    stored_order = pantiny.qnr(pan, ms, fused, sensor="qb", hqnr=True)  # B,G,R,NIR gains on R,G,B,NIR bands
+    assert stored_order.d_lambda_k != pytest.approx(by_file.d_lambda_k, abs=1e-9)
+
+
 def test_explicit_sensor_wins_and_a_broken_sidecar_is_ignored(tmp_path, log):
     pan, ms = _scene(4, top=1000)
     p = _tif(tmp_path / "s_pan.tif", pan, from_origin(X0, Y0, RES, RES))

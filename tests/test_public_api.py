@@ -158,8 +158,8 @@ LAYERS = {
     0: ["errors", "windows", "nodata", "models.blocks"],
     1: ["choices", "sensors", "devices", "_atomic", "mtf", "resample", "tiling", "band_names"],
     2: ["normalize", "io", "readers", "align", "products", "models", "models.pantiny_big", "models.pantiny_small", "synthetic",
-        "weights", "report"],
-    3: ["classical", "scene_attention", "metrics", "preview"],  # metrics.* too
+        "weights", "report", "gdal_engine"],
+    3: ["classical", "scene_attention", "metrics", "preview", "source"],  # metrics.* too
     4: ["api", "train", "xarray", "dask_batch"],  # train.* too
     5: ["cli", "cli_options", "metrics.cli", "train.cli"],
 }

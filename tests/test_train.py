@@ -236,6 +236,28 @@ class _Fake:
         return torch.full((4, 4, 4), v), torch.zeros(4, 4, 4), torch.zeros(1, 4, 4)
 
 
+class _FakePan(_Fake):
+    def draw(self, rng, patch):
+        v = float(rng.random())
+        return torch.full((4, 4, 4), v), torch.full((4, 4, 4), v), torch.full((1, 4, 4), v)
+
+
+def test_pan_gain_scales_only_the_pan_within_its_range():
+    sets = [_FakePan("wv3", 10)]
+    plain = Mixer(sets, patch=None, batch=64, seed=3)
+    off = Mixer(sets, patch=None, batch=64, seed=3, pan_gain=1.0)
+    on = Mixer(sets, patch=None, batch=64, seed=3, pan_gain=2.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain.batch_at(5)[:3], off.batch_at(5)[:3]))  # off: same stream
+    gt, lms, pan, _ = on.batch_at(5)
+    assert torch.equal(lms, gt)  # target and MS untouched (the fake sets all three to one value)
+    gain = (pan[:, 0, 0, 0] / gt[:, 0, 0, 0]).numpy()
+    assert gain.min() >= 0.5 - 1e-6 and gain.max() <= 2.0 + 1e-6
+    assert (gain < 0.8).any() and (gain > 1.25).any()  # both directions, log-uniform
+    assert torch.allclose(pan, pan[:, :, :1, :1].expand_as(pan))  # one gain per sample
+    with pytest.raises(ValueError, match="pan_gain"):
+        Mixer(sets, patch=None, batch=2, seed=1, pan_gain=0.5)
+
+
 def test_sensor_balancing_draws_sensors_equally():
     sets = [_Fake("wv3", 900), _Fake("gf2", 60), _Fake("gf2", 40)]
     plain = Mixer(sets, patch=None, batch=50, seed=1, balance="none")

@@ -207,15 +207,16 @@ def _prepare(fused: Input, ms: Input, pan: Optional[Input], *, sensor, ratio: in
     _check_grids(f, m, p, ratio)
     if isinstance(sensor, str) and sensor.strip().lower() == "auto":
         sensor = None
-    if sensor is None and is_file(m):  # the product's metadata, as pansharpen reads it
+    if is_file(m):  # the product's metadata, as pansharpen reads it: sensor, and band names for any sensor
         from ..products import product_of
         from ..sensors import with_band_names
 
         product = product_of(m.info.path, m.tags)
-        if product.sensor:
+        if sensor is None and product.sensor:
             sensor = get_sensor(product.sensor)
-            if product.band_names is not None and len(product.band_names) == cm:
-                sensor = with_band_names(sensor, product.band_names)
+        if sensor is not None and bands is None and product.band_names is not None \
+                and len(product.band_names) == cm:
+            sensor = with_band_names(get_sensor(sensor), product.band_names)
     if cf == cm and bands is None:
         idx = tuple(range(cm))
         s = get_sensor(sensor) if sensor is not None else None

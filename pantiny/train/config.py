@@ -9,6 +9,8 @@
     device = "auto"             # auto | cpu | cuda | cuda:1
     balance = "none"            # "none" (paper: plain concatenation) | "sensor"
     augment = false             # random flips / 90-degree rotations
+    pan_gain = 1.0              # > 1: each sample's PAN times a random gain in [1/g, g] (log-uniform),
+                                # so the model copes with PAN/MS radiometric mismatch of real products
     compile = false             # torch.compile the training step (needs a C++ compiler)
     checkpoint_every = 100      # steps between checkpoints (and one at the end)
     validate_every = 100        # steps between validations (and one at the end)
@@ -92,6 +94,7 @@ class RunConfig:
     device: str = "auto"
     balance: str = "none"
     augment: bool = False
+    pan_gain: float = 1.0
     compile: bool = False
     checkpoint_every: int = 100
     validate_every: int = 100
@@ -196,6 +199,8 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
             raise ConfigError(f"[run] {name} must be >= 1, got {getattr(run, name)}")
     if run.model not in MODELS:
         raise ConfigError(f"[run] model {run.model!r} is unknown; use one of {sorted(MODELS)}")
+    if not run.pan_gain >= 1.0:
+        raise ConfigError(f"[run] pan_gain must be >= 1 (1 = off), got {run.pan_gain}")
     if run.balance not in BALANCES:
         raise ConfigError(f"[run] balance must be one of {BALANCES}, got {run.balance!r}")
     run.out = str((base / run.out).resolve())

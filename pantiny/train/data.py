@@ -488,6 +488,9 @@ class Source:
 
     ``split`` is ``"train"`` or ``"val"``; ``optional`` sources are skipped when their files are absent.
     ``scale`` overrides the sensor's maximum DN, ``bands`` the sensor's R, G, B, NIR band map.
+    ``band_names`` (corpus only) picks the model's R, G, B, NIR from each record's band names, e.g.
+    ``["Y", "G", "B", "NIR1"]``: neighbouring bands of 8-band products as stand-ins, more training
+    samples from scarce sensors; records without all four names are left out.
     """
 
     kind: str
@@ -506,6 +509,7 @@ class Source:
     sensors: Optional[Tuple[str, ...]] = None
     scenes: Optional[Tuple[str, ...]] = None
     exclude: Optional[Tuple[str, ...]] = None
+    band_names: Optional[Tuple[str, ...]] = None
 
     def files(self) -> List[Optional[str]]:
         if self.kind in ("hdf5", "corpus"):
@@ -536,7 +540,7 @@ class Source:
         if self.kind != "corpus":
             return [self]
         return corpus_sources(self.path or "", split=self.split, sensors=self.sensors, scenes=self.scenes,
-                              exclude=self.exclude, pan_filter=self.pan_filter)
+                              exclude=self.exclude, pan_filter=self.pan_filter, band_names=self.band_names)
 
     def open(self, stage: str = "rr") -> "WaldScene | RRScene | FRScene | H5Dataset":
         """Open the dataset this (per-scene) entry describes; ``stage="fr"``: full-resolution crops of
@@ -572,7 +576,8 @@ from ..choices import CORPUS_KINDS  # noqa: E402  (re-exported)
 
 def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
                    sensors: Optional[Sequence[str]] = None, scenes: Optional[Sequence[str]] = None,
-                   exclude: Optional[Sequence[str]] = None, pan_filter: str = "mtf") -> List[Source]:
+                   exclude: Optional[Sequence[str]] = None, pan_filter: str = "mtf",
+                   band_names: Optional[Sequence[str]] = None) -> List[Source]:
     """Per-scene sources from a ``corpus.json`` index (a list of scene records).
 
     Each record needs ``scene_id``, ``sensor``, ``kind`` (:data:`CORPUS_KINDS`), ``max_dn`` (the
@@ -581,8 +586,15 @@ def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
     index's folder). Records are kept when their sensor is in ``sensors`` and their id in ``scenes``
     (when given) and not in ``exclude``. Unknown scene ids in ``scenes``/``exclude`` are errors, so a
     typo cannot silently move a held-out scene into training.
+
+    ``band_names`` (4 names from the records' ``bands`` lists) replaces ``band_map``: the model's R, G,
+    B, NIR are read from those bands (scene name suffixed ``[Y,G,B,NIR1]``); records that lack one of
+    the names are left out.
     """
     import json
+
+    if band_names is not None and len(band_names) != 4:
+        raise InputError(f"band_names must name 4 bands (R, G, B, NIR stand-ins), got {list(band_names)}")
 
     path = Path(index)
     try:
@@ -611,8 +623,15 @@ def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
             raise InputError(f"{path}: scene {sid} has unknown kind {kind!r} (use one of {CORPUS_KINDS})")
         if (want is not None and sensor not in want) or (scenes and sid not in scenes) or (exclude and sid in exclude):
             continue
+        name = f"{sensor}/{sid}"
+        if band_names is not None:
+            have = [str(b) for b in r.get("bands") or ()]
+            if not set(band_names) <= set(have):
+                continue
+            band_map = tuple(have.index(b) for b in band_names)
+            name += f"[{','.join(band_names)}]"
         f = {k: str((path.parent / v).resolve()) for k, v in files.items() if v}
         out.append(Source(kind="geotiff", sensor=sensor, pan=f["pan"], ms=f["ms"],
                           gt=f.get("gt") if kind == "rr" else None, split=split, scale=scale, bands=band_map,
-                          pan_filter=pan_filter, name=f"{sensor}/{sid}"))
+                          pan_filter=pan_filter, name=name))
     return out

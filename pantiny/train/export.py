@@ -78,6 +78,7 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
             "seed": cfg["run"]["seed"],
             "balance": cfg["run"]["balance"],
             "augment": cfg["run"]["augment"],
+            "pan_gain": cfg["run"].get("pan_gain", 1.0),
             "optimiser": cfg["optim"],
             "loss": cfg["loss"],
             "pantiny_version": ck.get("versions", {}).get("pantiny"),

@@ -108,7 +108,7 @@ def load_checkpoint(path: "str | os.PathLike[str]") -> Dict[str, Any]:
 
 
 # Keys added after runs were started: at their default they match a checkpoint written without them.
-_LATER_DEFAULTS = {"run": {"stage": "rr", "init": None}, "loss": {"spectral": 1.0, "spatial": 1.0}}
+_LATER_DEFAULTS = {"run": {"stage": "rr", "init": None, "pan_gain": 1.0}, "loss": {"spectral": 1.0, "spatial": 1.0}}
 
 
 def _fingerprint(cfg: Dict[str, Any], used: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -258,7 +258,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     for d, u in zip(train_sets + val_sets, used):
         u["sensor"] = d.sensor.name
     mixer = Mixer(train_sets, patch=run.patch, batch=run.batch, seed=run.seed, balance=run.balance,
-                  augment=run.augment)
+                  augment=run.augment, pan_gain=run.pan_gain)
     cfg_dict = cfg.to_dict()
 
     torch.manual_seed(run.seed)

@@ -38,10 +38,13 @@ class Mixer:
         seed: base seed; batch ``k`` uses ``numpy.random.default_rng([seed, k])``.
         balance: ``"none"`` or ``"sensor"`` (see module docstring).
         augment: apply a random flip / 90-degree rotation to every sample.
+        pan_gain: > 1: multiply each sample's PAN by a log-uniform random gain in ``[1/pan_gain,
+            pan_gain]`` (the target is unchanged): real products do not share one radiometric scale
+            between PAN and MS, and the model must not rely on it.
     """
 
     def __init__(self, datasets: Sequence[Any], *, patch: Optional[int], batch: int, seed: int,
-                 balance: str = "none", augment: bool = False) -> None:
+                 balance: str = "none", augment: bool = False, pan_gain: float = 1.0) -> None:
         if not datasets:
             raise ConfigError("no training data: the config lists no usable [[data]] source with split = \"train\"")
         if balance not in BALANCES:
@@ -50,6 +53,9 @@ class Mixer:
             raise ConfigError(f"batch must be >= 1, got {batch}")
         self.datasets, self.patch, self.batch, self.seed = list(datasets), patch, int(batch), int(seed)
         self.augment = bool(augment)
+        if not pan_gain >= 1.0:
+            raise ConfigError(f"pan_gain must be >= 1 (1 = off), got {pan_gain}")
+        self.log_gain = float(np.log(pan_gain))
         self.balance = balance
         sizes = np.array([_size(d, patch) for d in self.datasets], dtype=np.float64)
         if (sizes <= 0).any():
@@ -78,7 +84,10 @@ class Mixer:
         for i in which:
             d = self.datasets[int(i)]
             s = d.draw(rng, self.patch)
-            parts.append(augment(s, rng) if self.augment else s)
+            s = augment(s, rng) if self.augment else s
+            if self.log_gain > 0:  # drawn only when on, so runs without it keep their random stream
+                s = (s[0], s[1], s[2] * float(np.exp(rng.uniform(-self.log_gain, self.log_gain))))
+            parts.append(s)
             sensors.append(d.sensor.name)
         shapes = {tuple(p[0].shape) for p in parts}
         if len(shapes) > 1:

@@ -1,0 +1,164 @@
+"""GDAL's cubic resampling (``upsampling="cubic"``) and GDAL's engine for Brovey on files.
+
+``method="brovey", upsampling="cubic"`` is GDAL's weighted Brovey: on georeferenced files without
+nodata, GDAL's VRTPansharpenedDataset computes it; otherwise the tiling engine does, and both must
+agree (rounding of ties aside).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.enums import Resampling
+
+import pantiny
+from pantiny import api, gdal_engine
+from pantiny.resample import upsample
+from pantiny.synthetic import make_scene
+
+from conftest import write_tif
+
+pytestmark = pytest.mark.skipif(not gdal_engine.available(), reason="this GDAL has no VRTPansharpenedDataset")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A georeferenced 4-band uint16 pair (B, G, R, NIR), 4x nested, no nodata, 300x260 PAN (not a
+    multiple of the 512 tile, so several tiles and image edges are exercised)."""
+    pan, ms, _ = make_scene(320, "ikonos", seed=11)
+    pan, ms = pan[:, :300, :260], ms[:, :75, :65]
+    d = tmp_path_factory.mktemp("gdal_pair")
+    p = write_tif(d / "p_pan.tif", pan, gsd=1.0, tags={"SENSOR": "IKONOS"})
+    m = write_tif(d / "p_ms.tif", ms, gsd=4.0, tags={"SENSOR": "IKONOS"})
+    return p, m
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """Counts calls into GDAL's engine (still running it)."""
+    calls = []
+    real = gdal_engine.brovey_strips
+
+    def spy(*a, **kw):
+        calls.append((a, kw))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(gdal_engine, "brovey_strips", spy)
+    return calls
+
+
+def _tiling_engine(monkeypatch, *args, **kwargs):
+    with monkeypatch.context() as m:
+        m.setattr(api, "_gdal_brovey_bands", lambda *a, **k: None)
+        return pantiny.pansharpen(*args, **kwargs)
+
+
+def test_cubic_is_gdals_cubic_resampling(tmp_path):
+    rng = np.random.default_rng(0)
+    ms = (rng.random((3, 23, 31)) * 1000).astype(np.float32)
+    path = write_tif(tmp_path / "ms.tif", ms, gsd=4.0)
+    with rasterio.open(path) as ds:  # GDAL resamples float data in float
+        gdal = ds.read(out_shape=(3, 92, 124), resampling=Resampling.cubic)
+    ours = upsample(torch.from_numpy(ms)[None], 4, "cubic")[0].numpy()
+    assert np.abs(ours - gdal).max() < 1e-3  # the image edges included (GDAL's renormalised weights)
+    bicubic = upsample(torch.from_numpy(ms)[None], 4, "bicubic")[0].numpy()
+    assert np.abs(bicubic - gdal).max() > 1.0  # torch's a=-0.75 kernel is another convention
+
+
+def test_cubic_crop_with_margin_equals_whole_image():
+    x = torch.rand(1, 2, 20, 24, dtype=torch.float64)
+    whole = upsample(x, 4, "cubic")
+    crop = upsample(x[..., 5:15, 3:20], 4, "cubic")
+    assert torch.equal(crop[..., 8:-8, 8:-8], whole[..., 28:52, 20:72])
+    assert torch.allclose(upsample(torch.full((1, 1, 5, 7), 3.0), 4, "cubic"), torch.tensor(3.0))
+
+
+def test_brovey_cubic_on_files_is_gdals_engine(pair, engine_calls, monkeypatch):
+    p, m = pair
+    fast = pantiny.pansharpen(p, m, method="brovey", upsampling="cubic")
+    assert len(engine_calls) == 1
+    ref = _tiling_engine(monkeypatch, p, m, method="brovey", upsampling="cubic", tile=128, overlap=32)
+    assert fast.dtype == ref.dtype == np.uint16 and fast.shape == ref.shape == (4, 300, 260)
+    d = np.abs(fast.astype(np.int64) - ref.astype(np.int64))
+    assert d.max() <= 2 and (d > 0).mean() < 0.005  # rounding ties of the resampled MS only
+    # ... and it is GDAL's own result, bit for bit
+    direct = gdal_engine.brovey(p, m, [1, 2, 3, 4])
+    assert np.array_equal(fast, direct)
+
+
+def test_weights_reach_gdal_in_file_band_order(pair, engine_calls, monkeypatch):
+    p, m = pair  # IKONOS file order B, G, R, NIR; weights are given in model order R, G, B, NIR
+    w = {"R": 0.5, "G": 0.3, "B": 0.15, "NIR": 0.05}
+    fast = pantiny.pansharpen(p, m, method="brovey", upsampling="cubic", method_options={"weights": w})
+    assert engine_calls and engine_calls[0][1]["weights"] == [0.15, 0.3, 0.5, 0.05]
+    ref = _tiling_engine(monkeypatch, p, m, method="brovey", upsampling="cubic", method_options={"weights": w})
+    d = np.abs(fast.astype(np.int64) - ref.astype(np.int64))
+    # a rounding tie of the resampled MS (1 DN) comes out multiplied by the Brovey gain P / I
+    assert d.max() <= 3 and (d > 0).mean() < 0.005
+
+
+def test_written_file_matches_and_is_described(pair, tmp_path, engine_calls):
+    p, m = pair
+    out = pantiny.pansharpen(p, m, method="brovey", upsampling="cubic", out=tmp_path / "f.tif")
+    assert len(engine_calls) == 1
+    with rasterio.open(out) as ds, rasterio.open(p) as ps:
+        assert ds.transform == ps.transform and ds.crs == ps.crs and ds.nodata is None
+        assert ds.descriptions == ("B", "G", "R", "NIR") and ds.tags()["SENSOR"] == "IKONOS"
+        assert np.array_equal(ds.read(), pantiny.pansharpen(p, m, method="brovey", upsampling="cubic"))
+
+
+@pytest.mark.parametrize("case", ["nodata", "match", "arrays", "bicubic"])
+def test_other_cases_take_the_tiling_engine(pair, tmp_path, engine_calls, case):
+    p, m = pair
+    kw = dict(method="brovey", upsampling="cubic")
+    if case == "nodata":
+        kw["nodata"] = 0  # GDAL's nodata rule is not ours (holes filled, valid never == nodata)
+    elif case == "match":
+        kw["method_options"] = {"match": True}
+    elif case == "bicubic":
+        kw["upsampling"] = "bicubic"
+    if case == "arrays":
+        with rasterio.open(p) as a, rasterio.open(m) as b:
+            out = pantiny.pansharpen(a.read(), b.read(), sensor="ikonos", **kw)
+    else:
+        out = pantiny.pansharpen(p, m, **kw)
+    assert engine_calls == [] and out.shape == (4, 300, 260)
+
+
+def test_extra_bands_carried_along_take_the_tiling_engine(tmp_path, engine_calls):
+    pan, ms, _ = make_scene(128, "wv3", seed=3)  # 8 bands: 4 are model bands, 4 are carried along
+    p, m = write_tif(tmp_path / "p.tif", pan, gsd=1.0), write_tif(tmp_path / "m.tif", ms, gsd=4.0)
+    out = pantiny.pansharpen(p, m, sensor="wv3", method="brovey", upsampling="cubic", other_bands="upsample")
+    assert engine_calls == [] and out.shape == (8, 128, 128)
+    four = pantiny.pansharpen(p, m, sensor="wv3", method="brovey", upsampling="cubic")  # drop: GDAL, 4 bands
+    assert len(engine_calls) == 1 and four.shape == (4, 128, 128)
+
+
+def test_brovey_cubic_never_imports_torch(pair, tmp_path):
+    p, m = pair
+    out = tmp_path / "cli.tif"
+    code = ("import sys, pantiny.cli as c; rc = c.main(['fuse', sys.argv[1], sys.argv[2], sys.argv[3], "
+            "'--method', 'brovey', '--upsampling', 'cubic', '-q']); "
+            "assert rc == 0, rc; assert 'torch' not in sys.modules, 'torch was imported'")
+    env = dict(os.environ, PYTHONPATH=str(Path(pantiny.__file__).parents[1]))
+    r = subprocess.run([sys.executable, "-c", code, str(p), str(m), str(out)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with rasterio.open(out) as ds:
+        assert np.array_equal(ds.read(), gdal_engine.brovey(p, m, [1, 2, 3, 4]))
+
+
+@pytest.mark.realdata("ikonos_scene_pan.tif", "ikonos_scene_ms.tif")
+def test_real_scene_gdal_engine_matches_tiling_engine(shared_data, monkeypatch):
+    p, m = shared_data / "ikonos_scene_pan.tif", shared_data / "ikonos_scene_ms.tif"
+    fast = pantiny.pansharpen(p, m, method="brovey", upsampling="cubic")
+    ref = _tiling_engine(monkeypatch, p, m, method="brovey", upsampling="cubic")
+    d = np.abs(fast.astype(np.int64) - ref.astype(np.int64))
+    assert d.max() <= 2 and (d > 0).mean() < 0.001

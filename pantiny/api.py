@@ -22,7 +22,7 @@ from . import io as rio_io
 from .align import align_pair
 from .choices import ATTENTION, MODEL_METHODS, OTHER_BANDS, SAMPLED_TILES, UPSAMPLING, check
 from .errors import InputError, ModelOutputError
-from .products import ProductInfo, model_band_indices, product_of
+from .products import ProductInfo, describe_product, model_band_indices, product_of
 from .readers import ArrayRaster, GeoTIFFRaster, PairReader, Raster
 from .sensors import Sensor, get_sensor, parse_band_weights, resolve_bands, with_band_names
 
@@ -58,9 +58,12 @@ def _to_numpy(x: Union[np.ndarray, torch.Tensor], what: str, ndim_2d_ok: bool) -
     return a
 
 
-def _product_of(ms: GeoTIFFRaster) -> ProductInfo:
-    """Vendor metadata of the MS file (sensor, bit depth, band names), logged when found."""
-    info = product_of(ms.path, ms.tags)
+def _product_of(ms: Raster) -> ProductInfo:
+    """Vendor metadata of the MS (sensor, bit depth, band names), logged when found: of its file (a
+    GeoTIFF path, or the file an xarray DataArray was opened from), else of its tags and band names."""
+    path = getattr(ms, "path", None)
+    info = product_of(path, ms.tags) if path else describe_product(None, ms.tags, None,
+                                                                    getattr(ms, "descriptions", None))
     if info.source:
         _log.info("metadata: %s", info.summary())
     return info
@@ -186,8 +189,9 @@ def _describe_pair(pan: ArrayLike, ms: ArrayLike, sensor: Union[str, Sensor, Non
             rio_io.check_pair(pan_r.info, ms_r.info, ratio)
         else:
             rio_io.check_sizes(pan_r.hw, ms_r.hw, ratio)
-        if sensor is None and ms_r.tags.get("SENSOR"):
-            sensor, sensor_from = ms_r.tags["SENSOR"], "SENSOR tag"
+        product = _product_of(ms_r)
+        if sensor is None and product.sensor:
+            sensor, sensor_from = product.sensor, product.source
         pan_nodata = nodata if nodata is not None else pan_r.nodata
         ms_nodata = nodata if nodata is not None else ms_r.nodata
     else:

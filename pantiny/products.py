@@ -74,21 +74,22 @@ class ProductInfo:
         return ", ".join(p for p in parts if p) + (f" ({self.source})" if self.source else "")
 
 
-def describe_product(path: "str | Path", tags: Optional[Dict[str, str]] = None,
+def describe_product(path: "str | Path | None", tags: Optional[Dict[str, str]] = None,
                      imagery: Optional[Dict[str, str]] = None,
                      descriptions: Optional[Sequence[Optional[str]]] = None) -> ProductInfo:
     """Sensor, bit depth and band names of the MS product at ``path`` (see the module docstring).
 
     ``tags`` (default domain), ``imagery`` (GDAL ``IMAGERY`` domain) and ``descriptions`` (band
-    descriptions) are what GDAL reports for the file; :func:`read_gdal_metadata` gets them.
+    descriptions) are what GDAL reports for the file; :func:`read_gdal_metadata` gets them. ``path``
+    None: an in-memory raster (no sidecar files), described by its tags and band names only.
     """
-    p = Path(path)
+    p = Path(path) if path else None
     tags, imagery = tags or {}, imagery or {}
     found: Optional[ProductInfo] = None
     if tags.get("SENSOR"):
         found = ProductInfo(sensor=_sensor_key(tags["SENSOR"]), source="SENSOR tag")
     for reader in (_from_imd, _from_gaofen_xml, _from_dimap):
-        if found is not None:
+        if found is not None or p is None:
             break
         try:
             found = reader(p)

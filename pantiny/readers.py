@@ -172,6 +172,12 @@ class DataArrayRaster(Raster):
         if self.dtype.kind not in "uif":
             raise InputError(f"{name} has unsupported dtype {self.dtype}; use integer or float data")
         self.tags = {str(k): str(v) for k, v in da.attrs.items() if isinstance(v, (str, int, float))}
+        # the file it was opened from (rioxarray keeps it): vendor sidecars (.IMD, XML) are read there
+        source = da.encoding.get("source")
+        self.path = str(source) if source and os.path.isfile(str(source)) else None
+        names = da.attrs.get("long_name")  # rioxarray: the band descriptions
+        self.descriptions = (tuple(str(n) for n in names) if isinstance(names, (tuple, list))
+                             and len(names) == self.shape[0] else None)
         self.nodata, self.crs, self.transform = da.attrs.get("nodata", da.attrs.get("_FillValue")), None, None
         try:
             rio = da.rio  # registered by `import rioxarray`

@@ -127,6 +127,26 @@ def test_gaofen2_xml_product_is_detected(tmp_path, log):
     np.testing.assert_array_equal(fused, pantiny.pansharpen(pan, ms, sensor="gf2", method="brovey"))
 
 
+def test_xarray_inputs_read_the_product_their_file_belongs_to(tmp_path, log):
+    """A DataArray opened with rioxarray from a GaoFen-2 file: sensor and bit depth from the XML beside
+    the file, as for the path itself; an in-memory copy falls back to the band count."""
+    rioxarray = pytest.importorskip("rioxarray")
+    import pantiny.xarray as px
+
+    pan, ms = _scene(4, top=1000)
+    p = _tif(tmp_path / "g_pan.tiff", pan, from_origin(X0, Y0, RES, RES))
+    m = _gaofen(tmp_path, "g_ms", ms, 4 * RES, "GF2", "PMS1", "1,2,3,4")
+    pan_da, ms_da = rioxarray.open_rasterio(p), rioxarray.open_rasterio(m)
+    fused = px.pansharpen(pan_da, ms_da, method="brovey", chunks=64).values
+    assert "sensor gf2 (GF2 PMS1 in" in log.text and "value scale 1023" in log.text
+    np.testing.assert_array_equal(fused, pantiny.pansharpen(p, m, method="brovey"))
+    log.clear()
+    mem = ms_da.copy(data=ms_da.values)
+    mem.encoding = {}  # not from a file any more
+    px.pansharpen(pan_da, mem, method="brovey", chunks=64).values
+    assert "sensor generic (guessed from 4 bands)" in log.text
+
+
 def test_band_descriptions_give_the_band_order(tmp_path, log):
     """An R,G,B,NIR file (no vendor metadata) is not read as the generic B,G,R,NIR."""
     pan, ms = _scene(4)

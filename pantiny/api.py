@@ -342,8 +342,11 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
 
         _log.info("brovey with cubic upsampling: GDAL's pansharpening engine (VRTPansharpenedDataset)")
         spectral, weights = gdal_bands
-        dn_strips = gdal_engine.brovey_strips(pan, ms, [b + 1 for b in spectral], weights=weights,  # type: ignore[arg-type]
-                                              threads=_threads())
+        kw = dict(weights=weights, threads=_threads())
+        if out is None and pair.pan.hw[0] <= _GDAL_STRIP and not (cog or creation_options):
+            return gdal_engine.brovey(pan, ms, [b + 1 for b in spectral], **kw)  # type: ignore[arg-type]  # no copy
+        dn_strips = gdal_engine.brovey_strips(pan, ms, [b + 1 for b in spectral], rows=_GDAL_STRIP,  # type: ignore[arg-type]
+                                              **kw)
         return _emit(dn_strips, pair, list(pair.model_idx), pan=pan, ms=ms, out=out, out_nodata=None,
                      overwrite=overwrite, cog=cog, creation_options=creation_options, like=None)
     from .devices import pick_device
@@ -384,6 +387,11 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
         return _emit(dn_strips, pair, source.channels, pan=pan, ms=ms, out=out, out_nodata=out_nodata,
                      overwrite=overwrite, cog=cog, creation_options=creation_options,
                      like=ms if as_tensor else None)
+
+
+#: PAN rows per read from GDAL's engine: one read for small scenes (each read has a fixed cost),
+#: bounded memory and cache-friendly strips for large ones (measured: benchmarks/vs_peers.py).
+_GDAL_STRIP = 2048
 
 
 def _threads() -> int:

@@ -42,15 +42,16 @@ def pair(tmp_path_factory):
 
 @pytest.fixture
 def engine_calls(monkeypatch):
-    """Counts calls into GDAL's engine (still running it)."""
+    """Counts calls into GDAL's engine, whole or in strips (still running it)."""
     calls = []
-    real = gdal_engine.brovey_strips
+    for name in ("brovey", "brovey_strips"):
+        real = getattr(gdal_engine, name)
 
-    def spy(*a, **kw):
-        calls.append((a, kw))
-        return real(*a, **kw)
+        def spy(*a, _real=real, **kw):
+            calls.append((a, kw))
+            return _real(*a, **kw)
 
-    monkeypatch.setattr(gdal_engine, "brovey_strips", spy)
+        monkeypatch.setattr(gdal_engine, name, spy)
     return calls
 
 

@@ -79,6 +79,9 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
             "balance": cfg["run"]["balance"],
             "augment": cfg["run"]["augment"],
             "pan_gain": cfg["run"].get("pan_gain", 1.0),
+            "stage": cfg["run"].get("stage", "rr"),
+            # a fine-tuning run starts from other weights: name them (run folder / file, no machine path)
+            "init": "/".join(Path(cfg["run"]["init"]).parts[-2:]) if cfg["run"].get("init") else None,
             "optimiser": cfg["optim"],
             "loss": cfg["loss"],
             "pantiny_version": ck.get("versions", {}).get("pantiny"),

@@ -406,13 +406,13 @@ def _threads() -> int:
 def _gdal_brovey_bands(pair: _Pair, method: str, upsampling: str, other_bands: str,
                        method_options: Optional[Dict[str, Any]]) -> Optional[Tuple[List[int], List[float]]]:
     """The MS bands (0-based, file order) and their Brovey weights when GDAL's engine computes exactly
-    this fusion: Brovey with GDAL's cubic resampling, files on nested grids, georeferenced, integer
+    this fusion: Brovey with GDAL's cubic resampling, files on nested grids, georeferenced, unsigned
     data, no nodata, no PAN moment matching, no extra bands carried along; else None."""
     if method != "brovey" or upsampling != "cubic" or not isinstance(pair.pan, GeoTIFFRaster):
         return None
     if not pair.nested or pair.pan_nodata is not None or pair.ms_nodata is not None:
         return None
-    if pair.pan.dtype != pair.reader.dtype or pair.reader.dtype.kind not in "ui":
+    if pair.pan.dtype != pair.reader.dtype or pair.reader.dtype.kind != "u":  # GDAL clips at 0 only for unsigned
         return None
     (h, w), (mh, mw) = pair.pan.hw, pair.ms.hw
     if pair.pan.crs is None and (h, w) != (mh * 4, mw * 4):

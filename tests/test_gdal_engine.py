@@ -133,6 +133,21 @@ def test_other_cases_take_the_tiling_engine(pair, tmp_path, engine_calls, case):
     assert engine_calls == [] and out.shape == (4, 300, 260)
 
 
+def test_pan_not_a_multiple_of_4_and_signed_data(tmp_path, engine_calls, monkeypatch):
+    pan, ms, _ = make_scene(320, "ikonos", seed=5)
+    p = write_tif(tmp_path / "p.tif", pan[:, :301, :259], gsd=1.0)  # MS 76 x 65 covers it (ceil)
+    m = write_tif(tmp_path / "m.tif", ms[:, :76, :65], gsd=4.0)
+    fast = pantiny.pansharpen(p, m, sensor="ikonos", method="brovey", upsampling="cubic")
+    assert len(engine_calls) == 1 and fast.shape == (4, 301, 259)
+    ref = _tiling_engine(monkeypatch, p, m, sensor="ikonos", method="brovey", upsampling="cubic")
+    assert np.abs(fast.astype(np.int64) - ref.astype(np.int64)).max() <= 1
+    # int16: GDAL would not clip negative resampled MS at 0 as Brovey does: the tiling engine runs
+    p16 = write_tif(tmp_path / "p16.tif", pan[:, :300, :260].astype(np.int16), gsd=1.0)
+    m16 = write_tif(tmp_path / "m16.tif", ms[:, :75, :65].astype(np.int16), gsd=4.0)
+    pantiny.pansharpen(p16, m16, sensor="ikonos", method="brovey", upsampling="cubic")
+    assert len(engine_calls) == 1
+
+
 def test_extra_bands_carried_along_take_the_tiling_engine(tmp_path, engine_calls):
     pan, ms, _ = make_scene(128, "wv3", seed=3)  # 8 bands: 4 are model bands, 4 are carried along
     p, m = write_tif(tmp_path / "p.tif", pan, gsd=1.0), write_tif(tmp_path / "m.tif", ms, gsd=4.0)

@@ -135,7 +135,8 @@ def test_spectral_angle_term():
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "corpus" / "corpus.json").is_file(), reason="needs ../shared/data/corpus")
-@pytest.mark.parametrize("config", ["pantiny-big.toml", "pantiny-big-wv.toml"])
+@pytest.mark.parametrize("config", ["pantiny-big.toml", "pantiny-big-wv.toml", "pantiny-small-wv.toml",
+                                    "pantiny-big-wv-fr.toml"])
 def test_the_shipped_training_config_reads_the_real_corpus(config):
     from conftest import REPO
 

@@ -65,16 +65,6 @@ OTB_APP = "otbcli_BundleToPerfectSensor"
 OTB_METHODS = ("lmvm", "rcs", "bayes")
 
 
-# --- GDAL --------------------------------------------------------------------------------------
-
-def gdal_pansharpen(pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]", bands: Sequence[int],
-                    **kw) -> np.ndarray:
-    """GDAL's weighted Brovey of MS ``bands`` (1-based): :func:`pantiny.gdal_engine.brovey`."""
-    from pantiny import gdal_engine
-
-    return gdal_engine.brovey(pan, ms, bands, **kw)
-
-
 # --- measurement ---------------------------------------------------------------------------------
 
 def otb_available() -> bool:
@@ -318,7 +308,7 @@ def run(args: argparse.Namespace) -> str:
 
             runs: List[Tuple[str, Callable[[Path, Path], np.ndarray], int, bool]] = []
             if have_gdal:
-                runs.append(("GDAL Brovey (cubic)", lambda p, m: gdal_pansharpen(
+                runs.append(("GDAL Brovey (cubic)", lambda p, m: gdal_engine.brovey(
                     p, m, gdal_bands, threads=args.threads), args.repeat, True))
             for meth in methods:
                 runs.append((f"pantiny {meth}", lambda p, m, meth=meth: pansharpen(
@@ -338,7 +328,7 @@ def run(args: argparse.Namespace) -> str:
                     attention=args.attention), args.model_repeat, False))
 
             if have_gdal:  # same formula check: with nearest MS resampling both see the same MS
-                g = gdal_pansharpen(sc.pan_path, sc.ms_path, gdal_bands, resampling="Nearest", threads=args.threads)
+                g = gdal_engine.brovey(sc.pan_path, sc.ms_path, gdal_bands, resampling="Nearest", threads=args.threads)
                 o = pansharpen(str(sc.pan_path), str(sc.ms_path), method="brovey", upsampling="nearest",
                                sensor=sc.sensor or None, device="cpu")
                 d = np.abs(g.astype(np.int64) - o.astype(np.int64))

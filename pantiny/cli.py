@@ -30,7 +30,7 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
     opt.add_model(p)
     opt.add_method(p)
     opt.add_device(p)
-    p.add_argument("--tile", type=int, default=512, help="tile size in PAN pixels (default: %(default)s)")
+    p.add_argument("--tile", type=int, default=1024, help="tile size in PAN pixels (default: %(default)s)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in PAN pixels (default: %(default)s)")
     opt.add_attention(p)
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")

@@ -18,7 +18,7 @@ Two blends:
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -40,23 +40,30 @@ class TileSource(Protocol):
         """Return ``(ms_up (C,h,w), pan (1,h,w), valid (h,w) bool)`` for ``tile``, float32 unit range."""
 
 
-FuseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``fuse(ms_up (B,C,h,w), pan (B,1,h,w), tiles) -> (B,C',h,w)``: the batch's tiles are passed along
+#: for fuse functions that keep per-tile state (:class:`pantiny.scene_attention.SceneRunner`).
+FuseFn = Callable[[torch.Tensor, torch.Tensor, Sequence[Tile]], torch.Tensor]
 from .choices import BLENDS  # noqa: E402  (re-exported)
 
 
-def _starts(size: int, tile: int, step: int) -> List[int]:
+def _split(size: int, tile: int, overlap: int) -> Tuple[List[int], int]:
+    """Tile starts along one axis and the common tile length: as few tiles of at most ``tile`` pixels
+    as cover ``size`` with >= ``overlap`` pixels shared by neighbours, all of one length and spread
+    evenly, so the overlap is not wasted on a last tile pushed back over its neighbour."""
     if size <= tile:
-        return [0]
-    return list(range(0, size - tile, step)) + [size - tile]
+        return [0], size
+    n = -(-(size - overlap) // (tile - overlap))
+    length = -(-(size + (n - 1) * overlap) // n)
+    return [i * (size - length) // (n - 1) for i in range(n)], length
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> List[List[Tile]]:
-    """Tiles covering a height x width grid, as rows of tiles; neighbours share >= ``overlap`` pixels."""
+    """Tiles covering a height x width grid, as rows of tiles of one size (at most ``tile`` square);
+    neighbours share >= ``overlap`` pixels."""
     if tile <= 0 or overlap < 0 or overlap >= tile:
         raise InputError(f"need tile > overlap >= 0, got tile={tile}, overlap={overlap}")
-    step = tile - overlap
-    th, tw = min(tile, height), min(tile, width)
-    return [[Tile(r, c, th, tw) for c in _starts(width, tile, step)] for r in _starts(height, tile, step)]
+    (rows, th), (cols, tw) = _split(height, tile, overlap), _split(width, tile, overlap)
+    return [[Tile(r, c, th, tw) for c in cols] for r in rows]
 
 
 def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
@@ -111,13 +118,15 @@ def sample_tiles(height: int, width: int, tile: int, overlap: int, n: int) -> Li
 
 
 def iter_batches(source: TileSource, *, tile: int, overlap: int, batch_size: int, blend: str = "ramp",
-                 only: Optional[Sequence[Tile]] = None,
-                 ) -> Iterator[Tuple[int, List[Tile], torch.Tensor, torch.Tensor, List[np.ndarray], List[np.ndarray]]]:
+                 only: Optional[Sequence[Tile]] = None, read: bool = True,
+                 ) -> Iterator[Tuple[int, List[Tile], Any, Any, Any, List[np.ndarray]]]:
     """One pass over the scene: ``(tile_row_index, tiles, ms_up (B,C,h,w), pan (B,1,h,w), valid, weights)``.
 
     Tiles come in row-major order, batches never span two tile rows. ``weights`` are the blend
     weights (h,w) of each tile; with ``blend="crop"`` they are the 0/1 ownership masks. ``only``:
     visit just these tiles of the plan (e.g. :func:`sample_tiles`); the others are not even read.
+    ``read=False``: the tiles and weights only (``ms_up``, ``pan`` and ``valid`` are None), for a caller
+    that reads the tiles it needs itself.
     """
     if blend not in BLENDS:
         raise InputError(f"blend must be one of {BLENDS}, got {blend!r}")
@@ -129,10 +138,13 @@ def iter_batches(source: TileSource, *, tile: int, overlap: int, batch_size: int
         cols = [i for i, t in enumerate(row_tiles) if keep is None or t in keep]
         for b in range(0, len(cols), batch_size):
             idx = cols[b:b + batch_size]
+            ws = [np.outer(row_w[k], col_w[i]) for i in idx]
+            if not read:
+                yield k, [row_tiles[i] for i in idx], None, None, None, ws
+                continue
             reads = [source.read(row_tiles[i]) for i in idx]
             yield (k, [row_tiles[i] for i in idx], torch.stack([r[0] for r in reads]),
-                   torch.stack([r[1] for r in reads]), [r[2] for r in reads],
-                   [np.outer(row_w[k], col_w[i]) for i in idx])
+                   torch.stack([r[1] for r in reads]), [r[2] for r in reads], ws)
 
 
 def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int = 64, batch_size: int = 4,
@@ -140,7 +152,7 @@ def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int
               ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
     """Fuse a scene tile by tile; yield ``(row, fused (C,n,W) float32, valid (n,W) bool)`` strips top-down.
 
-    ``fuse(ms_up (B,C,h,w), pan (B,1,h,w)) -> (B,C',h,w)`` runs on whatever device it chooses and
+    ``fuse(ms_up (B,C,h,w), pan (B,1,h,w), tiles) -> (B,C',h,w)`` runs on whatever device it chooses and
     returns CPU tensors. ``progress`` is called with the number of tiles done after each batch.
     """
     height, width = source.height, source.width
@@ -168,7 +180,7 @@ def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int
         if k != current:
             yield flush(current)
             current = k
-        out = fuse(ms_up, pan).detach().to("cpu", torch.float32).numpy()
+        out = fuse(ms_up, pan, tiles).detach().to("cpu", torch.float32).numpy()
         if acc is None:
             acc = np.zeros((out.shape[1], strip_h, width), np.float32)
         for t, o, v, w in zip(tiles, out, vals, weights):

@@ -77,7 +77,7 @@ class _Block:
 
 def pansharpen(pan: Any, ms: Any, *, chunks: int = 2048, sensor: Any = None, bands: Optional[Sequence[int]] = None,
                model: Union[str, nn.Module] = "pantiny-big", method: str = "pantiny", device: str = "cpu",
-               tile: int = 512, overlap: int = 64, attention: str = "scene", batch_size: Optional[int] = None,
+               tile: int = 1024, overlap: int = 64, attention: str = "scene", batch_size: Optional[int] = None,
                ratio: int = 4, scale: Optional[float] = None, upsampling: str = "bicubic",
                other_bands: str = "drop", nodata: Optional[float] = None,
                method_options: Optional[Dict[str, Any]] = None) -> Any:
@@ -115,7 +115,9 @@ def pansharpen(pan: Any, ms: Any, *, chunks: int = 2048, sensor: Any = None, ban
                           other_bands=other_bands, nodata=nodata)
     source, sens = scene.source, scene.sensor
     dev = pick_device(device)
-    fuse, net = _fuser(method, model, dev, source, sens, method_options, other_bands, overlap)
+    fuse, runner = _fuser(method, model, dev, source, sens, method_options, other_bands, tile=tile, overlap=overlap,
+                          batch_size=batch_size or 1)
+    net = runner.model if runner is not None else None
     radius = int(getattr(net, "receptive_radius", 0) or 0)
     if net is not None and overlap // 2 < radius:
         raise InputError(f"tile overlap {overlap} is too small for exact tiling with this model: "

@@ -26,7 +26,7 @@ def _scene(h=300, w=260, seed=0):
     return rng.random((4, h, w), dtype=np.float32), rng.random((1, h, w), dtype=np.float32)
 
 
-def local_fuse(ms_up, pan):  # 5x5 neighbourhood operator: context radius 2
+def local_fuse(ms_up, pan, tiles=None):  # 5x5 neighbourhood operator: context radius 2
     k = torch.ones(4, 1, 5, 5) / 25
     return F.conv2d(F.pad(ms_up * pan, (2, 2, 2, 2), mode="replicate"), k, groups=4)
 
@@ -58,7 +58,8 @@ def test_crop_blend_is_exact_for_local_operators():
 
 def test_ramp_blend_is_a_weighted_mean():
     ms_up, pan = _scene(200, 200)
-    strips = list(run_tiled(ArraySource(ms_up, pan), lambda m, p: m, tile=64, overlap=16, batch_size=4, blend="ramp"))
+    strips = list(run_tiled(ArraySource(ms_up, pan), lambda m, p, t: m, tile=64, overlap=16, batch_size=4,
+                            blend="ramp"))
     np.testing.assert_allclose(np.concatenate([s[1] for s in strips], 1), ms_up, atol=1e-6)
 
 
@@ -66,7 +67,7 @@ def test_strips_stream_before_the_scene_is_read():
     """Bounded memory: the first rows come out while most of the scene is still unread."""
     ms_up, pan = _scene(1024, 96)
     src = ArraySource(ms_up, pan)
-    gen = run_tiled(src, lambda m, p: m, tile=64, overlap=16, batch_size=1)
+    gen = run_tiled(src, lambda m, p, t: m, tile=64, overlap=16, batch_size=1)
     row, strip, valid = next(gen)
     assert row == 0 and strip.shape[1] < 64 and valid.all()
     assert max(t.row for t in src.reads) < 128  # only the first two tile rows were needed

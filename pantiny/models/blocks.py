@@ -28,29 +28,29 @@ class ChannelLayerNorm(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
-class StopForward(Exception):
-    """Raised by an attention layer that is collecting statistics: the rest of the forward is not needed."""
-
-
 class AttentionStats:
     """Whole-scene statistics for one :class:`ChannelAttention` layer.
 
-    While ``gram`` is None the layer accumulates, over the pixels where ``mask`` is 1, the sums that
-    define its attention map on the whole scene (sum q_i k_j, sum q_i^2, sum k_j^2 per head); after
-    :meth:`finalise` the layer uses that map instead of one computed from the tile alone. This is
-    what makes tiled inference equal to whole-image inference (see :mod:`pantiny.scene_attention`).
+    The sums that define its attention map on the whole scene (sum q_i k_j, sum q_i^2, sum k_j^2 per
+    head), accumulated over the pixels of many tiles; after :meth:`finalise` the layer uses that map
+    (``gram``) instead of one computed from the tile alone. This is what makes tiled inference equal
+    to whole-image inference (see :mod:`pantiny.scene_attention`).
     """
 
     def __init__(self) -> None:
-        self.mask: "torch.Tensor | None" = None
         self.qk = self.qq = self.kk = None
         self.gram: "torch.Tensor | None" = None
 
-    def accumulate(self, q: torch.Tensor, k: torch.Tensor) -> None:
-        m = self.mask.flatten(2).unsqueeze(1).to(q.dtype)  # (B,1,1,HW)
-        qk = torch.einsum("bhip,bhjp->hij", q * m, k).double()
-        qq = (q * q * m).sum((0, 3)).double()
-        kk = (k * k * m).sum((0, 3)).double()
+    def accumulate(self, q: torch.Tensor, k: torch.Tensor, mask: "torch.Tensor | None" = None) -> None:
+        """Add the sums of q, k (B,heads,d,HW), pixels weighted by ``mask`` (B,1,H,W) or all counted."""
+        if mask is not None:
+            m = mask.flatten(2).unsqueeze(1).to(q.dtype)  # (B,1,1,HW)
+            qm, km = q * m, k * m
+        else:
+            qm, km = q, k
+        qk = torch.einsum("bhip,bhjp->hij", qm, k).double()
+        qq = (q * qm).sum((0, 3)).double()
+        kk = (k * km).sum((0, 3)).double()
         if self.qk is None:
             self.qk, self.qq, self.kk = qk, qq, kk
         else:
@@ -81,8 +81,8 @@ class ChannelAttention(nn.Module):
 
     q and k are L2-normalised over the spatial axis, so the attention map is C/heads x C/heads
     whatever the tile size; it depends on the whole image's statistics, so a tile alone gives a
-    slightly different map. Setting ``scene_stats`` (an :class:`AttentionStats`) switches the layer
-    to collecting or using whole-scene statistics.
+    slightly different map. Setting ``scene_stats`` (a finalised :class:`AttentionStats`) makes the
+    layer use whole-scene statistics.
     """
 
     def __init__(self, dim: int, heads: int) -> None:
@@ -99,11 +99,8 @@ class ChannelAttention(nn.Module):
         q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
         q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in (q, k, v))
         stats = self.scene_stats
-        if stats is None:
+        if stats is None or stats.gram is None:
             gram = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-        elif stats.gram is None:
-            stats.accumulate(q, k)
-            raise StopForward
         else:
             gram = stats.gram.to(x.dtype)
         attn = (gram * self.temperature).softmax(dim=-1)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import List
+
 import torch
 from torch import nn
 
 from .blocks import TransformerBlock, conv3x3
+from .layerwise import Attention, Local, Stage
 
 
 class PanTinyBig(nn.Module):
@@ -34,3 +37,11 @@ class PanTinyBig(nn.Module):
         feat = self.fusion(torch.cat([feat, pan], dim=1))
         feat = self.refine(self.latent(feat))
         return self.output(feat) + ms_up
+
+    def stages(self) -> List[Stage]:
+        """The forward pass as stages for layer-wise inference (:mod:`pantiny.models.layerwise`)."""
+        return [Local(lambda x, ms_up, pan: self.patch_embed(ms_up), 1),
+                *(Attention(b) for b in self.encoder),
+                Local(lambda x, ms_up, pan: self.fusion(torch.cat([x, pan], dim=1)), 2),
+                *(Attention(b) for b in self.latent),
+                Local(lambda x, ms_up, pan: self.output(self.refine(x)) + ms_up, 2)]

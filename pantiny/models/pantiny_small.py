@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import List
+
 import torch
 from torch import nn
 
 from .blocks import TransformerBlock, conv3x3
+from .layerwise import Attention, Local, Stage
 
 
 class GatedPanFusion(nn.Module):
@@ -43,3 +46,9 @@ class PanTinySmall(nn.Module):
     def forward(self, ms_up: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
         feat = self.refinement(self.latent(self.patch_embed(torch.cat([ms_up, pan], dim=1))))
         return self.output(self.fusion(feat, pan)) + ms_up
+
+    def stages(self) -> List[Stage]:
+        """The forward pass as stages for layer-wise inference (:mod:`pantiny.models.layerwise`)."""
+        return [Local(lambda x, ms_up, pan: self.patch_embed(torch.cat([ms_up, pan], dim=1)), 1),
+                *(Attention(b) for b in self.latent), Attention(self.refinement),
+                Local(lambda x, ms_up, pan: self.output(self.fusion(x, pan)) + ms_up, 1)]

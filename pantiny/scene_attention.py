@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -157,6 +158,8 @@ class SceneRunner:
         self.chunk = chunk_shape(min(tile, source.width), device)
         self.cache = _TileCache(CACHE_BYTES if cache_bytes is None else cache_bytes)
         self.masks: Dict[Tile, torch.Tensor] = {}  # (h,w) pixels each tile counts in the scene sums
+        # a free feature tensor per thread, handed from tile to tile (Dask workers fuse blocks in threads)
+        self.spares: Dict[int, Optional[torch.Tensor]] = {}
 
     def __enter__(self) -> "SceneRunner":
         return self
@@ -166,6 +169,7 @@ class SceneRunner:
             b.attn.scene_stats = None
         self.cache.close()
         self.masks.clear()
+        self.spares.clear()
 
     def _inputs(self, ms_up: Optional[torch.Tensor], pan: Optional[torch.Tensor]
                 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
@@ -192,9 +196,13 @@ class SceneRunner:
             x = None if p == 0 else (xs[0] if len(xs) == 1 else torch.cat(xs)).to(self.device)  # type: ignore
             sel = torch.tensor(idx)
             whole = len(idx) == len(states)
-            parts.append((idx, advance(self.stages, State(x, p), ms_up if whole or ms_up is None else ms_up[sel],
-                                       pan if whole or pan is None else pan[sel], self.chunk,
-                                       stop_at_missing=stop_at_missing, owned=True)))
+            m = ms_up if whole or ms_up is None else ms_up[sel]
+            q = pan if whole or pan is None else pan[sel]
+            tid = threading.get_ident()
+            st = advance(self.stages, State(x, p, self.spares.pop(tid, None)), m, q, self.chunk,
+                         stop_at_missing=stop_at_missing, owned=True)
+            self.spares[tid] = st.spare  # free again (never a returned x): the next part may write into it
+            parts.append((idx, st))
         if len({st.pos for _, st in parts}) != 1:
             raise AssertionError("tiles of one batch stopped at different stages")
         if len(parts) == 1:

@@ -113,7 +113,8 @@ def add_method(p: argparse.ArgumentParser) -> None:
 
 def add_attention(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention", default=ATTENTION[0], choices=ATTENTION,
-                   help="scene (default): result independent of tiling, about one pass of compute; sampled: statistics from 16 tiles; tile: per-tile statistics")
+                   help="scene (default): result independent of tiling, about one pass of compute; "
+                   "sampled: statistics from 16 tiles; tile: per-tile statistics")
 
 
 def add_other_bands(p: argparse.ArgumentParser) -> None:

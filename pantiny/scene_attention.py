@@ -11,7 +11,7 @@ whole-image result.
 Each sweep continues every tile from where the previous sweep left it (:mod:`pantiny.models.layerwise`
 keeps a tile's features at the input of the next layer), so the whole scene costs about one forward
 pass plus the q/k projections of each layer, instead of re-running the network from its input for
-every layer (3.6 passes for PanTiny-Big; ~0.9x the time of per-tile attention, measured in
+every layer (3.6 passes for PanTiny-Big; 1.04-1.16x the time of per-tile attention, measured in
 ``benchmarks/infer_speed.py``). The kept features (28 float32 channels per tile pixel) live
 in memory up to :data:`CACHE_BYTES`, then in a temporary folder on disk; a tile that fits in neither
 is recomputed from the input, which gives the same result.
@@ -65,7 +65,7 @@ def _reads_inputs(stages: Sequence[Stage], pos: int) -> bool:
         if isinstance(st, Local):
             if st.inputs:
                 return True
-        elif st.block.attn.scene_stats is None or st.block.attn.scene_stats.gram is None:
+        elif st.block.attn.fixed_stats is None:
             return False
     return True
 
@@ -127,16 +127,15 @@ class _TileCache:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _own_masks(tiles: Sequence[Tile], weights: Sequence[np.ndarray], valid: Sequence[np.ndarray],
-               core: Optional[Tuple[int, int, int, int]]) -> np.ndarray:
-    """(B,h,w) 0/1: the pixels of each tile counted in the scene sums (owned, valid, inside ``core``)."""
-    own = np.stack(weights) * np.stack(valid)
+def _own_mask(t: Tile, weight: np.ndarray, valid: np.ndarray, core: Optional[Tuple[int, int, int, int]]
+              ) -> np.ndarray:
+    """(h,w) 0/1: the pixels of tile ``t`` counted in the scene sums (owned, valid, inside ``core``)."""
+    own = weight * valid
     if core is not None:
         r0, c0, h, w = core
-        for i, t in enumerate(tiles):
-            rows = (np.arange(t.row, t.row + t.height) >= r0) & (np.arange(t.row, t.row + t.height) < r0 + h)
-            cols = (np.arange(t.col, t.col + t.width) >= c0) & (np.arange(t.col, t.col + t.width) < c0 + w)
-            own[i] *= np.outer(rows, cols)
+        rows = (np.arange(t.row, t.row + t.height) >= r0) & (np.arange(t.row, t.row + t.height) < r0 + h)
+        cols = (np.arange(t.col, t.col + t.width) >= c0) & (np.arange(t.col, t.col + t.width) < c0 + w)
+        own = own * np.outer(rows, cols)
     return own.astype(np.float32)
 
 
@@ -225,7 +224,7 @@ class SceneRunner:
         A tile is read from the source only when the stages still to run need the inputs.
         """
         block = self.blocks[index]
-        if any(b.attn.scene_stats is None or b.attn.scene_stats.gram is None for b in self.blocks[:index]):
+        if any(b.attn.fixed_stats is None for b in self.blocks[:index]):
             raise AssertionError(f"attention layers before {index} must have their statistics fixed")
         block.attn.scene_stats = None
         total = AttentionStats()
@@ -239,7 +238,7 @@ class SceneRunner:
                 reads = [self.source.read(t) for t in tiles]
                 ms_up, pan = torch.stack([r[0] for r in reads]), torch.stack([r[1] for r in reads])
                 for t, w, r in zip(tiles, weights, reads):
-                    self.masks[t] = torch.from_numpy(_own_masks([t], [w], [r[2]], core)[0])
+                    self.masks[t] = torch.from_numpy(_own_mask(t, w, r[2], core))
             st = self._run(states, ms_up, pan, stop_at_missing=True)
             stage = self.stages[st.pos] if st.pos < len(self.stages) else None
             if not isinstance(stage, Attention) or stage.block is not block:

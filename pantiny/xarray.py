@@ -35,7 +35,7 @@ from .devices import pick_device
 from .errors import InputError
 from .models.blocks import AttentionStats
 from .readers import DataArrayRaster, OffsetRaster, PairReader
-from .scene_attention import attention_layers, layer_sums
+from .scene_attention import attention_layers, check_overlap, layer_sums
 from .source import SceneSource
 from .tiling import run_tiled
 from .windows import Window
@@ -118,10 +118,8 @@ def pansharpen(pan: Any, ms: Any, *, chunks: int = 2048, sensor: Any = None, ban
     fuse, runner = _fuser(method, model, dev, source, sens, method_options, other_bands, tile=tile, overlap=overlap,
                           batch_size=batch_size or 1)
     net = runner.model if runner is not None else None
-    radius = int(getattr(net, "receptive_radius", 0) or 0)
-    if net is not None and overlap // 2 < radius:
-        raise InputError(f"tile overlap {overlap} is too small for exact tiling with this model: "
-                         f"need at least {2 * radius} pixels (2 x its receptive radius {radius})")
+    if net is not None:
+        check_overlap(net, overlap)
     chunks = -(-chunks // ratio) * ratio
     h, w = source.height, source.width
     out_nodata = source.ms_nodata if source.ms_nodata is not None else source.pan_nodata

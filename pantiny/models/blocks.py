@@ -94,12 +94,18 @@ class ChannelAttention(nn.Module):
         self.project_out = nn.Conv2d(dim, dim, 1, bias=False)
         self.scene_stats: "AttentionStats | None" = None
 
+    @property
+    def fixed_stats(self) -> "AttentionStats | None":
+        """The whole-scene statistics this layer uses, once finalised; else None (the tile's own)."""
+        stats = self.scene_stats
+        return stats if stats is not None and stats.gram is not None else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
         q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in (q, k, v))
-        stats = self.scene_stats
-        if stats is None or stats.gram is None:
+        stats = self.fixed_stats
+        if stats is None:
             gram = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
         else:
             gram = stats.gram.to(x.dtype)

@@ -193,11 +193,6 @@ def _apply_block(block: TransformerBlock, mix: torch.Tensor, x: torch.Tensor) ->
     return x + block.ffn(block.norm2(x))
 
 
-def _stats_of(block: TransformerBlock) -> Optional[AttentionStats]:
-    stats = block.attn.scene_stats
-    return stats if stats is not None and stats.gram is not None else None
-
-
 def advance(stages: Sequence[Stage], state: State, ms_up: Optional[torch.Tensor], pan: Optional[torch.Tensor],
             chunk: Optional[Tuple[int, int]], *, stop_at_missing: bool = False, owned: bool = False) -> State:
     """Run ``state`` through the stages from ``state.pos``, in chunks of ``chunk`` = (rows, cols).
@@ -223,7 +218,7 @@ def advance(stages: Sequence[Stage], state: State, ms_up: Optional[torch.Tensor]
                 spare = x if owned and x is not None and x.shape == y.shape else spare
                 x, owned = y, True
             else:
-                stats = _stats_of(st.block)
+                stats = st.block.attn.fixed_stats
                 if stats is None and stop_at_missing:
                     break
                 assert x is not None

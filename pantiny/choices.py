@@ -36,8 +36,8 @@ CORPUS_KINDS = ("fr", "rr", "rr_nogt")
 PAN_FILTERS = ("mtf", "bicubic")
 BALANCES = ("none", "sensor")
 #: Training stages: ``rr`` reduced resolution with a reference (stage 1), ``fr`` full resolution
-#: without one (stage 2, :mod:`pantiny.train.fr_loss`).
-TRAIN_STAGES = ("rr", "fr")
+#: without one (stage 2, :mod:`pantiny.train.fr_loss`), ``joint`` a batch of each per step, both losses.
+TRAIN_STAGES = ("rr", "fr", "joint")
 
 
 def check(value: object, allowed: Sequence[str], what: str) -> str:

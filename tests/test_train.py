@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -540,3 +541,31 @@ def test_full_resolution_stage_fine_tunes_from_init_weights(wv3_pair, tmp_path):
     before, after = load_checkpoint(init)["model"], load_checkpoint(res["checkpoint"])["model"]
     moved = sum(float((before[k].float() - after[k].float()).abs().max()) for k in before)
     assert moved > 0
+
+
+def test_joint_stage_adds_the_full_resolution_loss_to_the_composite_one(wv3_pair, tmp_path):
+    """Stage "joint": every step is one reduced-resolution batch (composite loss) plus one
+    full-resolution batch of fr_batch x fr_patch crops (no-reference loss); the log carries both
+    sets of terms, the weights move, and resuming an interrupted joint run is bit-identical."""
+    s1 = _cfg(tmp_path / "s1", wv3_pair, run={"steps": 2, "model": "pantiny-big"})
+    train(s1, progress=False)
+    init = str(tmp_path / "s1" / "run" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="init"):
+        _cfg(tmp_path / "bad", wv3_pair, run={"stage": "joint"})
+    with pytest.raises(ValueError, match="fr_patch"):
+        _cfg(tmp_path / "bad", wv3_pair, run={"stage": "joint", "init": init, "fr_patch": 30})
+    run = {"stage": "joint", "init": init, "model": "pantiny-big", "steps": 4, "fr_batch": 2, "fr_patch": 32,
+           "validate_every": 4}
+    res = train(_cfg(tmp_path / "j", wv3_pair, run=run), progress=False)
+    steps = [r for r in _records(Path(res["log"])) if "loss" in r and "val" not in r]
+    assert steps and all({"charbonnier", "ssim", "spectral", "spatial"} <= set(r) for r in steps)
+    for r in steps:  # the logged total is the sum of both losses' weighted terms
+        composite = 1.5 * r["charbonnier"] + 4.0 * r["ssim"] + 1.5 * r["focal"]
+        assert r["loss"] == pytest.approx(composite + r["spectral"] + r["spatial"], rel=1e-4)
+    before, after = load_checkpoint(init)["model"], load_checkpoint(res["checkpoint"])["model"]
+    assert sum(float((before[k].float() - after[k].float()).abs().max()) for k in before) > 0
+    # interrupted after 2 steps and resumed: the same weights as the uninterrupted run
+    part = _cfg(tmp_path / "k", wv3_pair, run=run)
+    train(part, progress=False, stop_after=2)
+    resumed = load_checkpoint(train(part, progress=False)["checkpoint"])["model"]
+    assert all(torch.equal(resumed[k], after[k]) for k in after)

@@ -17,7 +17,10 @@
     log_every = 10              # steps between log lines
     out = "runs/small"          # run folder; relative paths are relative to this file
     stage = "rr"                # "rr": reduced-resolution pairs, composite loss (stage 1);
-                                # "fr": full-resolution pairs, no reference (stage 2, see [loss])
+                                # "fr": full-resolution pairs, no reference (stage 2, see [loss]);
+                                # "joint": both every step, composite + full-resolution loss
+    fr_batch = 8                # stage "joint": full-resolution crops per step (besides `batch`)
+    fr_patch = 128              # stage "joint": their side in PAN pixels (stage "fr" uses `patch`)
     init = "runs/s1/checkpoint.pt"  # start from these weights (checkpoint.pt, .safetensors, manifest name)
 
     [optim]                     # Adam with L2 weight decay, cosine annealing to eta_min
@@ -32,8 +35,8 @@
     focal = 1.5
     focal_as_l1 = false         # true: the released code's behaviour (focal term -> L1)
     sam = 0.0                   # spectral-angle term (radians), ours; 0 = the paper's loss
-    spectral = 1.0              # stage "fr": spectral consistency weight (pantiny.train.fr_loss)
-    spatial = 1.0               # stage "fr": spatial consistency weight
+    spectral = 1.0              # stages "fr", "joint": spectral consistency weight (pantiny.train.fr_loss)
+    spatial = 1.0               # stages "fr", "joint": spatial consistency weight
 
     [[data]]                    # as many as needed
     kind = "geotiff"            # Wald-degraded full-resolution scene ...
@@ -102,6 +105,8 @@ class RunConfig:
     out: str = "runs/pantiny"
     stage: str = "rr"
     init: Optional[str] = None
+    fr_batch: int = 8
+    fr_patch: int = 128
 
 
 @dataclass
@@ -194,7 +199,7 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
     if "run" not in d or "steps" not in d["run"]:
         raise ConfigError("the config needs [run] steps = N")
     run = _build(RunConfig, dict(d["run"]), "run")
-    for name in ("steps", "batch", "patch", "checkpoint_every", "validate_every", "log_every"):
+    for name in ("steps", "batch", "patch", "checkpoint_every", "validate_every", "log_every", "fr_batch"):
         if int(getattr(run, name)) < 1:
             raise ConfigError(f"[run] {name} must be >= 1, got {getattr(run, name)}")
     if run.model not in MODELS:
@@ -207,9 +212,11 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
     check(run.stage, TRAIN_STAGES, "[run] stage")
     if run.init is not None and run.init.endswith((".pt", ".safetensors")):
         run.init = str((base / run.init).resolve())
-    if run.stage == "fr" and run.init is None:
-        raise ConfigError("[run] stage = \"fr\" fine-tunes trained weights: give [run] init = "
+    if run.stage in ("fr", "joint") and run.init is None:
+        raise ConfigError(f"[run] stage = \"{run.stage}\" fine-tunes trained weights: give [run] init = "
                           "\"<checkpoint.pt | .safetensors | manifest name>\"")
+    if run.stage == "joint" and (run.fr_patch % 4 or run.fr_patch < 32):
+        raise ConfigError(f"[run] fr_patch must be a multiple of 4 and >= 32, got {run.fr_patch}")
     optim = _build(OptimConfig, dict(d.get("optim", {})), "optim")
     if not (optim.lr > 0 and 0 <= optim.eta_min <= optim.lr and optim.weight_decay >= 0
             and all(0 <= b < 1 for b in optim.betas)):

@@ -50,13 +50,18 @@ FORMAT = "pantiny-train-1"
 _FREE_RUN_KEYS = {"out", "device", "compile", "checkpoint_every", "validate_every", "log_every"}
 
 
-def open_sources(cfg: TrainConfig, split: str, skipped: Optional[List[str]] = None) -> List[Any]:
+def open_sources(cfg: TrainConfig, split: str, skipped: Optional[List[str]] = None, *,
+                 stage: Optional[str] = None, patch: Optional[int] = None) -> List[Any]:
     """Open the config's ``split`` sources (skipping absent optional ones); each gets ``.source``.
 
-    Every dataset is checked here, before step 0, for what training will ask of it: a training set
+    ``stage`` ("rr" or "fr", default the run's stage; validation is always "rr") and ``patch``
+    (default ``[run] patch``) say how training sets are opened and what they must yield. Every
+    dataset is checked here, before step 0, for what training will ask of it: a training set
     must hold at least one ``patch``-sized sample free of nodata. A scene of a corpus index that does
     not is skipped and its name appended to ``skipped`` (logged); an explicitly listed one is an error.
     """
+    patch = cfg.run.patch if patch is None else patch
+    stage = stage or ("rr" if cfg.run.stage == "joint" else cfg.run.stage)
     out = []
     for entry in cfg.data:
         if entry.split != split:
@@ -71,18 +76,18 @@ def open_sources(cfg: TrainConfig, split: str, skipped: Optional[List[str]] = No
                 missing = ", ".join(str(f) for f in src.files() if not (f and Path(f).is_file()))
                 raise FileNotFoundError(f"corpus scene {src.name}: file(s) not found: {missing}")
             try:
-                ds = src.open(cfg.run.stage if split == "train" else "rr")  # validation: always RR scores
+                ds = src.open(stage if split == "train" else "rr")  # validation: always RR scores
             except SceneTooSmall as e:
                 if entry.kind == "corpus" and skipped is not None:
                     skipped.append(f"{src.name} ({e})")
                     continue
                 raise
             ds.source = src
-            if split == "train" and not ds.can_draw(cfg.run.patch):
+            if split == "train" and not ds.can_draw(patch):
                 if entry.kind == "corpus" and skipped is not None:
-                    skipped.append(f"{ds.name} (no {cfg.run.patch}x{cfg.run.patch} patch)")
+                    skipped.append(f"{ds.name} (no {patch}x{patch} patch)")
                     continue
-                raise ConfigError(f"training data {ds.name} has no {cfg.run.patch}x{cfg.run.patch} patch free of "
+                raise ConfigError(f"training data {ds.name} has no {patch}x{patch} patch free of "
                                  "nodata: use a smaller [run] patch or leave the scene out")
             out.append(ds)
     return out
@@ -108,7 +113,7 @@ def load_checkpoint(path: "str | os.PathLike[str]") -> Dict[str, Any]:
 
 
 # Keys added after runs were started: at their default they match a checkpoint written without them.
-_LATER_DEFAULTS = {"run": {"stage": "rr", "init": None, "pan_gain": 1.0}, "loss": {"spectral": 1.0, "spatial": 1.0}}
+_LATER_DEFAULTS = {"run": {"stage": "rr", "init": None, "pan_gain": 1.0, "fr_batch": 8, "fr_patch": 128}, "loss": {"spectral": 1.0, "spatial": 1.0}}
 
 
 def _fingerprint(cfg: Dict[str, Any], used: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -190,17 +195,10 @@ def _backward(loss: torch.Tensor, terms: Dict[str, float], opt: torch.optim.Opti
     return loss.detach(), terms
 
 
-def _forward_backward(net: Any, loss_fn: CompositeLoss, opt: torch.optim.Optimizer, gt: torch.Tensor,
-                      lms: torch.Tensor, pan: torch.Tensor, step: int) -> Any:
-    """Stage 1: loss and gradients of one reduced-resolution batch: ``(loss tensor, terms)``."""
-    loss, terms = loss_fn(net(lms, pan), gt)
-    return _backward(loss, terms, opt, step)
-
-
-def _fr_forward_backward(net: Any, losses: Dict[str, FullResolutionLoss], opt: torch.optim.Optimizer,
-                         ms_nn: torch.Tensor, lms: torch.Tensor, pan: torch.Tensor, sensors: List[str],
-                         ratio: int, step: int) -> Any:
-    """Stage 2: the full-resolution loss of one batch, each sensor's samples with its own MTF gains."""
+def _fr_loss(net: Any, losses: Dict[str, FullResolutionLoss], ms_nn: torch.Tensor, lms: torch.Tensor,
+             pan: torch.Tensor, sensors: List[str], ratio: int) -> Any:
+    """The full-resolution loss of one batch, each sensor's samples with its own MTF gains:
+    ``(loss tensor, terms)``."""
     fused = net(lms, pan)
     ms_lr = ms_nn[..., ::ratio, ::ratio]
     total: Any = 0.0
@@ -214,7 +212,7 @@ def _fr_forward_backward(net: Any, losses: Dict[str, FullResolutionLoss], opt: t
         total = total + share * loss
         for k in terms:
             terms[k] += share * t[k]
-    return _backward(total, terms, opt, step)
+    return total, terms
 
 
 def _initial_weights(spec: str) -> Dict[str, torch.Tensor]:
@@ -248,6 +246,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     device = pick_device(run.device)
     skipped: List[str] = []
     train_sets = open_sources(cfg, "train", skipped)
+    # stage "joint": the same training sources also as full-resolution pairs, a batch of each per step
+    fr_sets = open_sources(cfg, "train", skipped, stage="fr", patch=run.fr_patch) if run.stage == "joint" else []
     val_sets = open_sources(cfg, "val", skipped)
     if skipped:
         warnings.warn(f"{len(skipped)} corpus scene(s) left out: {', '.join(skipped)}")
@@ -259,6 +259,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
         u["sensor"] = d.sensor.name
     mixer = Mixer(train_sets, patch=run.patch, batch=run.batch, seed=run.seed, balance=run.balance,
                   augment=run.augment, pan_gain=run.pan_gain)
+    fr_mixer = (Mixer(fr_sets, patch=run.fr_patch, batch=run.fr_batch, seed=run.seed + 1, balance=run.balance,
+                      augment=run.augment, pan_gain=run.pan_gain) if fr_sets else None)
     cfg_dict = cfg.to_dict()
 
     torch.manual_seed(run.seed)
@@ -276,10 +278,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
                            sam=cfg.loss.sam)
     fr_losses: Dict[str, FullResolutionLoss] = {}
     fr_ratio = 4
-    if run.stage == "fr":
-        if run.patch % 4 or run.patch < 32:
-            raise ConfigError(f"[run] stage = \"fr\" needs a patch that is a multiple of 4 and >= 32, got {run.patch}")
-        for d in train_sets:
+    if run.stage == "fr" and (run.patch % 4 or run.patch < 32):
+        raise ConfigError(f"[run] stage = \"fr\" needs a patch that is a multiple of 4 and >= 32, got {run.patch}")
+    if run.stage in ("fr", "joint"):
+        for d in (fr_sets if run.stage == "joint" else train_sets):
             fr_ratio = d.ratio
             fr_losses[d.sensor.name] = FullResolutionLoss(tuple(d.sensor.model_mtf), d.ratio,  # type: ignore[arg-type]
                                                           cfg.loss.spectral, cfg.loss.spatial, margin=2 * d.ratio)
@@ -346,8 +348,15 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     def one_step(net: Any, gt: torch.Tensor, lms: torch.Tensor, pan: torch.Tensor, sensors: List[str],
                  step: int) -> Any:
         if run.stage == "fr":
-            return _fr_forward_backward(net, fr_losses, opt, gt, lms, pan, sensors, fr_ratio, step)
-        return _forward_backward(net, loss_fn, opt, gt, lms, pan, step)
+            loss, terms = _fr_loss(net, fr_losses, gt, lms, pan, sensors, fr_ratio)
+            return _backward(loss, terms, opt, step)
+        loss, terms = loss_fn(net(lms, pan), gt)
+        if fr_mixer is not None:  # stage "joint": plus the full-resolution loss of its own batch
+            ms_nn, f_lms, f_pan, f_sensors = fr_mixer.batch_at(step)
+            fr, fr_terms = _fr_loss(net, fr_losses, ms_nn.to(device), f_lms.to(device), f_pan.to(device),
+                                    f_sensors, fr_ratio)
+            loss, terms = loss + fr, {**terms, **fr_terms}
+        return _backward(loss, terms, opt, step)
 
     def validation_due(step: int) -> bool:
         return bool(val_sets) and step > 0 and (step % run.validate_every == 0 or step == run.steps)
@@ -392,7 +401,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     finally:
         if bar is not None:
             bar.close()
-        for d in train_sets + val_sets:
+        for d in train_sets + fr_sets + val_sets:
             if hasattr(d, "close"):
                 d.close()
     return {"step": end, "steps": run.steps, "checkpoint": str(ckpt_path), "log": str(log_path),

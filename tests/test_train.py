@@ -531,6 +531,8 @@ def test_full_resolution_stage_fine_tunes_from_init_weights(wv3_pair, tmp_path):
     init = tmp_path / "s1" / "run" / "checkpoint.pt"
     with pytest.raises(ValueError, match="init"):
         _cfg(tmp_path / "bad", wv3_pair, run={"stage": "fr"})
+    with pytest.raises(ValueError, match="multiple of 4 and >= 32"):  # refused when the config is read
+        _cfg(tmp_path / "bad", wv3_pair, run={"stage": "fr", "init": str(init), "patch": 30})
     cfg = _cfg(tmp_path / "s2", wv3_pair, run={"stage": "fr", "init": str(init), "model": "pantiny-big",
                                                "steps": 3, "patch": 32, "validate_every": 3})
     res = train(cfg, progress=False)

@@ -215,6 +215,9 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
     if run.stage in ("fr", "joint") and run.init is None:
         raise ConfigError(f"[run] stage = \"{run.stage}\" fine-tunes trained weights: give [run] init = "
                           "\"<checkpoint.pt | .safetensors | manifest name>\"")
+    # full-resolution crops start on MS pixels and need room for the loss's windows
+    if run.stage == "fr" and (run.patch % 4 or run.patch < 32):
+        raise ConfigError(f"[run] stage = \"fr\" needs a patch that is a multiple of 4 and >= 32, got {run.patch}")
     if run.stage == "joint" and (run.fr_patch % 4 or run.fr_patch < 32):
         raise ConfigError(f"[run] fr_patch must be a multiple of 4 and >= 32, got {run.fr_patch}")
     optim = _build(OptimConfig, dict(d.get("optim", {})), "optim")

@@ -278,8 +278,6 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
                            sam=cfg.loss.sam)
     fr_losses: Dict[str, FullResolutionLoss] = {}
     fr_ratio = 4
-    if run.stage == "fr" and (run.patch % 4 or run.patch < 32):
-        raise ConfigError(f"[run] stage = \"fr\" needs a patch that is a multiple of 4 and >= 32, got {run.patch}")
     if run.stage in ("fr", "joint"):
         for d in (fr_sets if run.stage == "joint" else train_sets):
             fr_ratio = d.ratio

@@ -17,7 +17,7 @@ reports each child's peak RSS: with streaming tiles it should barely grow althou
 4x larger. Model speed does not depend on the weight values, so seeded random weights are used
 unless ``--weights`` names a checkpoint.
 
-    python benchmarks/infer_speed.py [--size 2048] [--device cpu] [--quick]
+    python benchmarks/infer_speed.py [--size 2048] [--device cpu] [--quick] [--malloc default]
 """
 
 from __future__ import annotations
@@ -152,12 +152,17 @@ def main() -> None:
     ap.add_argument("--weights", default=None, help="a .safetensors checkpoint (default: random weights)")
     ap.add_argument("--quick", action="store_true", help="skip the scene-attention and memory runs")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
+    ap.add_argument("--malloc", choices=("kept", "default"), default="kept",
+                    help="'default': leave glibc's heap settings as they are (PANTINY_MALLOC=default), to "
+                         "measure what pantiny._allocator.keep_heap buys")
     args = ap.parse_args()
+    if args.malloc == "default":
+        os.environ["PANTINY_MALLOC"] = "default"  # read at the first CPU fusion; children inherit it
 
     pan, ms = tiled_scene(args.size)
     mpix = pan.shape[-1] * pan.shape[-2] / 1e6
     print(f"scene: PAN {pan.shape[1]}x{pan.shape[2]} ({mpix:.2f} MPix), MS {ms.shape}, device {args.device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, heap {args.malloc}")
 
     rows = []
     ms_t = torch.from_numpy(ms.astype(np.float32) / 2047)[None]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence,
 
 import numpy as np
 
+from . import _allocator
 from . import io as rio_io
 from .align import align_pair
 from .choices import ATTENTION, MODEL_METHODS, OTHER_BANDS, SAMPLED_TILES, UPSAMPLING, check
@@ -84,6 +85,8 @@ def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, sour
     from torch import nn
 
     runner: Optional[SceneRunner] = None
+    if device.type == "cpu":  # chunk-sized buffers reused from the heap, not page-faulted in afresh
+        _allocator.keep_heap()
     if method in MODEL_METHODS:
         from .scene_attention import SceneRunner
         from .weights import load_model
@@ -377,6 +380,7 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
     sample = SAMPLED_TILES if attention == "sampled" else None
 
     with ExitStack() as stack:
+        stack.callback(_allocator.release_heap)  # a no-op unless the heap was kept for CPU fusion
         bar = None
         if progress:
             from tqdm.auto import tqdm

@@ -156,7 +156,7 @@ def test_module_imports_without_optional_extras(module):
 # The layers of docs/design.md: a module may import its own layer and the ones below, never above.
 LAYERS = {
     0: ["errors", "windows", "nodata", "models.blocks"],
-    1: ["choices", "sensors", "devices", "_atomic", "mtf", "resample", "tiling", "band_names"],
+    1: ["choices", "sensors", "devices", "_atomic", "_allocator", "mtf", "resample", "tiling", "band_names"],
     2: ["normalize", "io", "readers", "align", "products", "models", "models.pantiny_big", "models.pantiny_small", "synthetic",
         "weights", "report", "gdal_engine"],
     3: ["classical", "scene_attention", "metrics", "preview", "source"],  # metrics.* too

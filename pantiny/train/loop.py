@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from .. import __version__ as PANTINY_VERSION
+from .._allocator import keep_heap
 from .._atomic import atomic_path
 from ..devices import pick_device
 from ..errors import ConfigError, ModelOutputError, one_line
@@ -244,6 +245,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(run.device)
+    if device.type == "cpu":  # batch-sized activations reused from the heap, not page-faulted in afresh
+        keep_heap()
     skipped: List[str] = []
     train_sets = open_sources(cfg, "train", skipped)
     # stage "joint": the same training sources also as full-resolution pairs, a batch of each per step

@@ -41,7 +41,7 @@ from pantiny.models import build_model
 from pantiny.resample import upsample
 from pantiny.sensors import with_band_names
 from pantiny.train.data import RRScene, WaldScene, corpus_sources
-from pantiny.train.loop import load_checkpoint
+from pantiny.train.loop import load_checkpoint, trained_weights
 from pantiny.weights import load_model
 
 RR_KEYS = ("psnr", "ssim", "sam_deg", "ergas")
@@ -53,7 +53,7 @@ def model_from(spec: str, manifest: Optional[str] = None) -> torch.nn.Module:
     if spec.endswith(".pt"):
         ck = load_checkpoint(spec)
         m = build_model(ck["model_name"])
-        m.load_state_dict(ck["model"])
+        m.load_state_dict(trained_weights(ck))  # the moving average when the run kept one
         return m.eval()
     return load_model(spec, manifest_path=manifest)
 

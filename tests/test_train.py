@@ -571,3 +571,53 @@ def test_joint_stage_adds_the_full_resolution_loss_to_the_composite_one(wv3_pair
     train(part, progress=False, stop_after=2)
     resumed = load_checkpoint(train(part, progress=False)["checkpoint"])["model"]
     assert all(torch.equal(resumed[k], after[k]) for k in after)
+
+
+def test_weight_average_follows_its_decay_resumes_and_is_what_export_ships(tmp_path, wv3_pair):
+    """[run] ema: the average equals the recurrence over the weights after each step (first step: a
+    copy), survives an interruption bit for bit, and is what validation, export and init use."""
+    from pantiny.train.export import export
+    from pantiny.train.loop import trained_weights
+
+    decay = 0.8
+    straight = _cfg(tmp_path / "a", wv3_pair, run={"ema": decay, "checkpoint_every": 1, "validate_every": 6})
+    per_step = []
+    for n in range(1, 5):  # step by step, recording the optimiser's weights after each step
+        train(straight, progress=False, stop_after=1)
+        ck = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
+        assert ck["step"] == n
+        per_step.append({k: v.clone() for k, v in ck["model"].items()})
+    avg = trained_weights(ck)
+    assert set(avg) == set(ck["model"])
+    for k, v in avg.items():
+        expect = per_step[0][k].float()
+        for w in per_step[1:]:
+            expect = decay * expect + (1 - decay) * w[k].float()
+        torch.testing.assert_close(v.float(), expect, rtol=1e-5, atol=1e-7)
+    changed = [k for k in avg if avg[k].is_floating_point() and not torch.equal(avg[k], ck["model"][k])]
+    assert changed, "after 4 steps the average differs from the last weights"
+
+    # uninterrupted run == the step-by-step one, average included
+    whole = _cfg(tmp_path / "b", wv3_pair, run={"ema": decay, "checkpoint_every": 1, "validate_every": 6})
+    train(whole, progress=False, stop_after=4)
+    ck_b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    for k in avg:
+        assert torch.equal(trained_weights(ck_b)[k], avg[k]), k
+
+    # validation scores the average; export ships it
+    out = train(whole, progress=False)
+    ck_b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    from pantiny.train.loop import validate, open_sources
+    m = build_model("pantiny-small")
+    m.load_state_dict(trained_weights(ck_b))
+    val = validate(m, open_sources(whole, "val"), torch.device("cpu"), patch=16)
+    assert val["wv3"]["psnr"] == pytest.approx(out["val"]["wv3"]["psnr"], abs=1e-4)
+    entry = export(tmp_path / "b" / "run" / "checkpoint.pt", "avg", tmp_path / "avg.safetensors")
+    assert entry["training"]["ema"] == decay
+    shipped = load_model("avg", manifest_path=tmp_path / "weights_manifest.json")
+    for k, v in shipped.state_dict().items():
+        assert torch.equal(v, trained_weights(ck_b)[k]), k
+    # a checkpoint without the average stands for its last weights; a bad decay is refused
+    assert trained_weights({"model": ck_b["model"]}) is ck_b["model"]
+    with pytest.raises(ValueError, match="ema must be in"):
+        _cfg(tmp_path / "c", wv3_pair, run={"ema": 1.0})

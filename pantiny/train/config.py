@@ -22,6 +22,8 @@
     fr_batch = 8                # stage "joint": full-resolution crops per step (besides `batch`)
     fr_patch = 128              # stage "joint": their side in PAN pixels (stage "fr" uses `patch`)
     init = "runs/s1/checkpoint.pt"  # start from these weights (checkpoint.pt, .safetensors, manifest name)
+    ema = 0.0                   # > 0: also keep an exponential moving average of the weights with this
+                                # decay per step (e.g. 0.998); validation and export then use the average
 
     [optim]                     # Adam with L2 weight decay, cosine annealing to eta_min
     lr = 5e-4
@@ -107,6 +109,7 @@ class RunConfig:
     init: Optional[str] = None
     fr_batch: int = 8
     fr_patch: int = 128
+    ema: float = 0.0
 
 
 @dataclass
@@ -204,6 +207,8 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
             raise ConfigError(f"[run] {name} must be >= 1, got {getattr(run, name)}")
     if run.model not in MODELS:
         raise ConfigError(f"[run] model {run.model!r} is unknown; use one of {sorted(MODELS)}")
+    if not 0.0 <= run.ema < 1.0:
+        raise ConfigError(f"[run] ema must be in [0, 1) (0 = off, e.g. 0.998), got {run.ema}")
     if not run.pan_gain >= 1.0:
         raise ConfigError(f"[run] pan_gain must be >= 1 (1 = off), got {run.pan_gain}")
     if run.balance not in BALANCES:

@@ -10,7 +10,7 @@ from typing import Any, Dict
 from ..errors import InputError
 from ..models import build_model
 from ..weights import MANIFEST_PATH, PACKAGE_DIR, save_weights, upsert_manifest_entry
-from .loop import load_checkpoint
+from .loop import load_checkpoint, trained_weights
 
 NORMALISATION = ("DN / sensor maximum (2047 for 11-bit WV2/WV3/QB/IKONOS, 1023 for 10-bit GF2, 255 for "
                  "8-bit); MS bicubic-upsampled onto the PAN grid; bands R, G, B, NIR")
@@ -54,7 +54,7 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
     cfg = json.loads(ck["config"])
     used = json.loads(ck["data_used"])
     model = build_model(ck["model_name"])
-    model.load_state_dict(ck["model"])
+    model.load_state_dict(trained_weights(ck))
     info = save_weights(model, out, architecture=ck["model_name"],
                         metadata={"name": name, "steps": ck["step"], "config": ck["config"]})
     # Default: a manifest beside the weights, never the installed package's own (pass it explicitly
@@ -79,6 +79,7 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
             "balance": cfg["run"]["balance"],
             "augment": cfg["run"]["augment"],
             "pan_gain": cfg["run"].get("pan_gain", 1.0),
+            "ema": cfg["run"].get("ema", 0.0),
             "stage": cfg["run"].get("stage", "rr"),
             # a fine-tuning run starts from other weights: name them (run folder / file, no machine path)
             "init": "/".join(Path(cfg["run"]["init"]).parts[-2:]) if cfg["run"].get("init") else None,

@@ -4,7 +4,8 @@ Outputs in ``run.out``:
 
 * ``config.toml`` / ``config.json``: the resolved config (the TOML one can be run again as is);
 * ``checkpoint.pt``: model, optimiser, scheduler, torch RNG states, data position (the next batch
-  number), last validation, config and the data actually used; rewritten atomically every
+  number), last validation, config and the data actually used, and with ``[run] ema`` the moving
+  average of the weights (``ema``: what validation scores and export ships); rewritten atomically every
   ``checkpoint_every`` steps and at the end;
 * ``log.jsonl``: one JSON object per logged step (loss terms, lr, sensors drawn, patches/s) and per
   validation (per sensor: PSNR, SAM, ERGAS, loss, with the same scores of EXP, the upsampled MS).
@@ -113,8 +114,19 @@ def load_checkpoint(path: "str | os.PathLike[str]") -> Dict[str, Any]:
     return ck
 
 
+def trained_weights(ck: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """The state dict a checkpoint stands for: its moving average of the weights when the run kept one
+    (``[run] ema``; what its validation scored), else the optimiser's current weights."""
+    avg = ck.get("ema")
+    if not avg:
+        return ck["model"]
+    # an AveragedModel's state: the averaged module under "module.", plus its update counter
+    return {k[len("module."):]: v for k, v in avg.items() if k.startswith("module.")}
+
+
 # Keys added after runs were started: at their default they match a checkpoint written without them.
-_LATER_DEFAULTS = {"run": {"stage": "rr", "init": None, "pan_gain": 1.0, "fr_batch": 8, "fr_patch": 128}, "loss": {"spectral": 1.0, "spatial": 1.0}}
+_LATER_DEFAULTS = {"run": {"stage": "rr", "init": None, "pan_gain": 1.0, "fr_batch": 8, "fr_patch": 128,
+                           "ema": 0.0}, "loss": {"spectral": 1.0, "spatial": 1.0}}
 
 
 def _fingerprint(cfg: Dict[str, Any], used: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -219,7 +231,7 @@ def _fr_loss(net: Any, losses: Dict[str, FullResolutionLoss], ms_nn: torch.Tenso
 def _initial_weights(spec: str) -> Dict[str, torch.Tensor]:
     """State dict of ``[run] init``: a training checkpoint.pt, a .safetensors file or a manifest name."""
     if spec.endswith(".pt"):
-        return load_checkpoint(spec)["model"]
+        return trained_weights(load_checkpoint(spec))
     from ..weights import load_model
 
     return load_model(spec).state_dict()
@@ -274,6 +286,11 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     model = model.to(memory_format=torch.channels_last)  # faster oneDNN / cuDNN convolutions
     model.train()
     step_model = torch.compile(model, dynamic=False) if run.compile else model
+    # Exponential moving average of the weights (and buffers): smoother than the last iterate, whose
+    # held-out scores swing by tenths of a dB from one validation to the next on the scarce sensors.
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(run.ema),
+                                               use_buffers=True) if run.ema > 0 else None)
+    shipped = model if ema is None else ema.module  # the weights validated and exported
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                            weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=run.steps, eta_min=cfg.optim.eta_min)
@@ -299,6 +316,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         torch.set_rng_state(ck["rng"]["torch"])
         if device.type == "cuda" and ck["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
@@ -315,6 +334,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
         _atomic_save({
             "format": FORMAT, "step": step, "model_name": run.model, "model": model.state_dict(),
             "optim": opt.state_dict(), "sched": sched.state_dict(),
+            **({} if ema is None else {"ema": ema.state_dict()}),
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
             "data_position": {"seed": run.seed, "next_batch": step},
@@ -342,7 +362,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     t0, n0 = time.perf_counter(), 0
     def validate_now(step: int) -> None:
         nonlocal last_val, val_step
-        last_val, val_step = validate(model, val_sets, device, patch=run.patch, loss_fn=loss_fn), step
+        last_val, val_step = validate(shipped, val_sets, device, patch=run.patch, loss_fn=loss_fn), step
         log({"step": step, "val": last_val})
         save(step)
 
@@ -383,6 +403,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
             lr = opt.param_groups[0]["lr"]  # the rate this step uses
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             seen.update(sensors)
             n0 += len(sensors)
             done = step + 1

@@ -157,8 +157,8 @@ class SceneRunner:
         self.chunk = chunk_shape(min(tile, source.width), device)
         self.cache = _TileCache(CACHE_BYTES if cache_bytes is None else cache_bytes)
         self.masks: Dict[Tile, torch.Tensor] = {}  # (h,w) pixels each tile counts in the scene sums
-        # a free feature tensor per thread, handed from tile to tile (Dask workers fuse blocks in threads)
-        self.spares: Dict[int, Optional[torch.Tensor]] = {}
+        # free feature tensors per thread, handed from tile to tile (Dask workers fuse blocks in threads)
+        self.spares: Dict[int, List[torch.Tensor]] = {}
 
     def __enter__(self) -> "SceneRunner":
         return self
@@ -198,9 +198,9 @@ class SceneRunner:
             m = ms_up if whole or ms_up is None else ms_up[sel]
             q = pan if whole or pan is None else pan[sel]
             tid = threading.get_ident()
-            st = advance(self.stages, State(x, p, self.spares.pop(tid, None)), m, q, self.chunk,
+            st = advance(self.stages, State(x, p, self.spares.pop(tid, [])), m, q, self.chunk,
                          stop_at_missing=stop_at_missing, owned=True)
-            self.spares[tid] = st.spare  # free again (never a returned x): the next part may write into it
+            self.spares[tid] = st.spares  # free again (never a returned x): the next part may write into it
             parts.append((idx, st))
         if len({st.pos for _, st in parts}) != 1:
             raise AssertionError("tiles of one batch stopped at different stages")

@@ -27,7 +27,7 @@ All tensors are (B,C,H,W); inference only (no autograd).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -64,11 +64,16 @@ Stage = Union[Local, Attention]
 @dataclass
 class State:
     """A batch part-way through the network: ``x`` (B,C,H,W) features at the input of stage ``pos``;
-    ``spare``: a tensor no one else uses that the next layers may write into (see :func:`advance`)."""
+    ``spares``: tensors no one else uses that the next layers may write into (see :func:`advance`)."""
 
     x: Optional[torch.Tensor]
     pos: int = 0
-    spare: Optional[torch.Tensor] = None
+    spares: List[torch.Tensor] = field(default_factory=list)
+
+
+#: Free feature tensors a run keeps for reuse: a stage reads x and writes a new tensor, so two
+#: circulate (the input and output of the stage in progress are the others).
+MAX_SPARES = 2
 
 
 def stages_of(model: nn.Module) -> List[Stage]:
@@ -126,19 +131,27 @@ def _crop(t: Optional[torch.Tensor], r: Tuple[int, int, int, int], c: Tuple[int,
 
 
 def _chunked(fn: Callable[..., torch.Tensor], radius: int, chunk: Optional[Tuple[int, int]],
-             tensors: Sequence[Optional[torch.Tensor]], out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``fn(*tensors)`` computed chunk by chunk, each chunk read with >= ``radius`` pixels of halo;
-    written into ``out`` when given (a tensor of the result's shape that none of ``tensors`` shares)."""
+             tensors: Sequence[Optional[torch.Tensor]],
+             reuse: Optional[Callable[[torch.Tensor, Tuple[int, ...]], Optional[torch.Tensor]]] = None
+             ) -> torch.Tensor:
+    """``fn(*tensors)`` computed chunk by chunk, each chunk read with >= ``radius`` pixels of halo.
+
+    ``reuse(first_chunk, shape)``: a free tensor of ``shape`` (like the chunk's dtype and device; none
+    of ``tensors`` may share it) to write the result into, or None for a new one.
+    """
     ref = next(t for t in tensors if t is not None)
     height, width = ref.shape[-2:]
     wins = _windows(height, width, chunk, radius)
     if len(wins) == 1:
         return fn(*tensors)
+    out: Optional[torch.Tensor] = None
     for r, c in wins:
         y = fn(*(_crop(t, r, c) for t in tensors))[:, :, r[0] - r[2]:r[1] - r[2], c[0] - c[2]:c[1] - c[2]]
         if out is None:
-            out = torch.empty((y.shape[0], y.shape[1], height, width), dtype=y.dtype, device=y.device,
-                              memory_format=torch.channels_last)
+            shape = (y.shape[0], y.shape[1], height, width)
+            out = reuse(y, shape) if reuse is not None else None
+            if out is None:
+                out = torch.empty(shape, dtype=y.dtype, device=y.device, memory_format=torch.channels_last)
         out[:, :, r[0]:r[1], c[0]:c[1]] = y
     assert out is not None
     return out
@@ -202,21 +215,30 @@ def advance(stages: Sequence[Stage], state: State, ms_up: Optional[torch.Tensor]
     state there (its ``x`` is that block's input). ``ms_up`` (B,4,H,W) and ``pan`` (B,1,H,W) are
     needed only by stages with ``inputs``. After the last stage ``x`` is the network's output.
     ``owned``: ``state.x`` may be overwritten (else it is left as it is). The returned state's
-    ``spare`` is a free tensor to pass on to the next call, with ``state.spare``.
+    ``spares`` are free tensors to pass on to the next call (as ``state.spares``).
     """
     x, pos = state.x, state.pos
-    # Blocks write into a spare tensor of x's shape and swap, so a run needs two feature tensors,
-    # not a new one per layer (each new one costs a page fault per 4 KiB: ~10 % of the run time).
-    spare = state.spare if x is not None and state.spare is not None and state.spare.shape == x.shape else None
+    # Stages write into free tensors of the right shape (the features two stages back, or a tile
+    # before) instead of new ones: a new 28-channel tile tensor costs a page fault per 4 KiB (~10 % of
+    # the run time), and above glibc's largest mmap threshold (32 MiB) the heap cannot keep them.
+    pool = list(state.spares)
+
+    def reuse(like: torch.Tensor, shape: Tuple[int, ...]) -> Optional[torch.Tensor]:
+        for i, t in enumerate(pool):
+            # a view into a larger storage (one tile of a kept batch) may share it with live features
+            whole = t.untyped_storage().nbytes() == t.numel() * t.element_size()
+            if (whole and tuple(t.shape) == shape and t.dtype == like.dtype and t.device == like.device
+                    and t.is_contiguous(memory_format=torch.channels_last)):
+                return pool.pop(i)
+        return None
+
     with torch.inference_mode():
         while pos < len(stages):
             st = stages[pos]
             if isinstance(st, Local):
                 if st.inputs and (ms_up is None or pan is None):
                     raise AssertionError(f"stage {pos} reads ms_up and pan, which were not given")
-                y = _chunked(st.fn, st.radius, chunk, (x, ms_up, pan))  # a new tensor: its channels may differ
-                spare = x if owned and x is not None and x.shape == y.shape else spare
-                x, owned = y, True
+                y = _chunked(st.fn, st.radius, chunk, (x, ms_up, pan), reuse)
             else:
                 stats = st.block.attn.fixed_stats
                 if stats is None and stop_at_missing:
@@ -232,11 +254,12 @@ def advance(stages: Sequence[Stage], state: State, ms_up: Optional[torch.Tensor]
                 else:
                     mix = mixing_matrix(st.block, stats)
                 mix = mix.to(x.dtype)
-                y = _chunked(lambda t, m=mix, blk=st.block: _apply_block(blk, m, t), 2, chunk, (x,), out=spare)
-                spare = x if owned else None
-                x, owned = y, True
+                y = _chunked(lambda t, m=mix, blk=st.block: _apply_block(blk, m, t), 2, chunk, (x,), reuse)
+            if owned and x is not None and x is not y:
+                pool.append(x)  # free now: the next stage may write into it
+            x, owned = y, True
             pos += 1
-    return State(x, pos, spare)
+    return State(x, pos, pool[-MAX_SPARES:])
 
 
 def forward(model: nn.Module, ms_up: torch.Tensor, pan: torch.Tensor,

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from conftest import SHARED_DATA, write_tif
 
@@ -91,6 +92,58 @@ def test_band_names_pick_stand_in_bands_by_name(tmp_path):
     cfg = from_dict({"run": {"steps": 1}, "data": [{"kind": "corpus", "path": str(index),
                                                      "band_names": ["R", "G", "B", "NIR2"]}]})
     assert [s.bands for s in cfg.data[0].expand()] == [(4, 2, 1, 7)]
+
+
+def test_zero_padded_scenes_declare_nodata_and_no_sample_touches_the_padding(tmp_path):
+    """Products padded with zeros but declaring no nodata (many QuickBird corpus scenes are 2-38 %
+    padding): ``nodata = 0`` on a [[data]] entry (or a record's own ``nodata``) keeps every reduced-
+    resolution patch, published-triplet patch and full-resolution crop off the padding. Without it,
+    whole crops of zeros were drawn (a full-resolution crop with MS and PAN all 0 made the loss 100x
+    its usual value). A triplet without nodata draws exactly as before."""
+    index, _ = _corpus(tmp_path)
+    root = index.parent
+    recs = json.loads(index.read_text())
+    for name, dn in (("c_pan", None), ("c_ms", None), ("c_gt", None), ("b_pan", None), ("b_ms", None)):
+        sub = "gf2" if name.startswith("c") else "wv3"
+        path = root / sub / f"{name}.tif"
+        with rasterio.open(path) as ds:
+            a, prof = ds.read(), ds.profile
+        f = 4 if name.endswith("_ms") else 1
+        a[:, : a.shape[1] // 2, : 48 // f] = 0  # a zero-filled block at the top left: padding
+        with rasterio.open(path, "w", **prof) as ds:
+            ds.write(a)
+    plain = {s.name: s for s in corpus_sources(index)}
+    c0 = plain["gf2/c"].open()
+    assert not c0.has_nodata
+    old = RRScene(*(root / "gf2" / f"c_{k}.tif" for k in ("pan", "ms", "gt")), "gf2", scale=1023.0,
+                  bands=[2, 1, 0, 3])
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(5):  # no nodata: the same draws as a plain uniform crop
+        assert all(torch.equal(x, y) for x, y in zip(c0.draw(rng_a, 32), old.draw(rng_b, 32)))
+    zero_patches = sum(float(c0.draw(rng_a, 32)[0].abs().sum()) == 0 for _ in range(200))
+    assert zero_patches > 0  # without nodata, all-zero patches are drawn
+
+    srcs = {s.name: s for s in corpus_sources(index, nodata=0)}
+    c = srcs["gf2/c"].open()
+    assert c.has_nodata and c.bad[:64, :40].all() and not c.bad[70:, 60:].any()
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        gt, lms, pan = c.draw(rng, 32)
+        assert (gt > 0).any(0).all() and (pan > 0).all()
+    assert not c.can_draw(128)  # the padding leaves no 128x128 patch
+    for stage, patch in (("rr", 32), ("fr", 64)):
+        b = srcs["wv3/b"].open(stage)
+        assert b.has_nodata if stage == "rr" else b.bad.any()
+        for _ in range(100):
+            sample = b.draw(rng, patch)
+            assert all(float(x.amin()) > 0 or (x > 0).any(0).all() for x in sample)
+    # a record's own nodata wins over the entry's
+    recs[2]["nodata"] = 7
+    index.write_text(json.dumps(recs))
+    assert {s.name: s.nodata for s in corpus_sources(index, nodata=0)}["gf2/c"] == 7.0
+    cfg = from_dict({"run": {"steps": 1}, "data": [{"kind": "corpus", "path": str(index), "nodata": 0}]})
+    assert {s.name: s.nodata for s in cfg.data[0].expand()}["wv3/b"] == 0.0
+    assert cfg.data[0].expand()[0].describe()["nodata"] == 0.0
 
 
 def test_small_scenes_are_left_out_before_training_starts(tmp_path):

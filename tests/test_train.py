@@ -573,6 +573,55 @@ def test_joint_stage_adds_the_full_resolution_loss_to_the_composite_one(wv3_pair
     assert all(torch.equal(resumed[k], after[k]) for k in after)
 
 
+def test_fr_sensors_restricts_the_full_resolution_half_of_a_joint_run(wv3_pair, tmp_path, monkeypatch):
+    """[run] fr_sensors: the full-resolution crops of stage "joint" come only from scenes of the named
+    sensors (aliases accepted), the reduced-resolution half still from every scene; a selection that
+    matches no scene, an unknown sensor name, or the key outside stage "joint" is refused up front."""
+    import pantiny.train.loop as loop
+
+    folder = tmp_path / "gf2"
+    folder.mkdir()
+    pan, ms, _ = make_scene(128, "gf2", seed=4)
+    gf2 = (write_tif(folder / "g_pan.tif", pan, gsd=0.8, tags={"SENSOR": "GF2"}),
+           write_tif(folder / "g_ms.tif", ms, gsd=3.2, tags={"SENSOR": "GF2"}))
+    s1 = _cfg(tmp_path / "s1", wv3_pair, run={"steps": 1, "model": "pantiny-big"})
+    train(s1, progress=False)
+    init = str(tmp_path / "s1" / "run" / "checkpoint.pt")
+    run = {"stage": "joint", "init": init, "model": "pantiny-big", "steps": 2, "fr_batch": 2, "fr_patch": 32,
+           "validate_every": 2}
+
+    def cfg(where, **more):
+        c = _cfg(tmp_path / where, wv3_pair, run={**run, **more})
+        extra = from_dict({"run": {"steps": 1}, "data": [{"kind": "geotiff", "pan": str(gf2[0]),
+                                                          "ms": str(gf2[1])}]}, tmp_path)
+        c.data.insert(0, extra.data[0])
+        return c
+
+    seen = []
+    real_mixer = loop.Mixer
+
+    def recording_mixer(datasets, **kw):
+        seen.append(sorted(d.sensor.name for d in datasets))
+        return real_mixer(datasets, **kw)
+
+    monkeypatch.setattr(loop, "Mixer", recording_mixer)
+    train(cfg("all"), progress=False)
+    assert seen == [["gf2", "wv3"], ["gf2", "wv3"]]  # reduced-resolution mixer, then full-resolution one
+    seen.clear()
+    c = cfg("gf", fr_sensors=["GaoFen-2"])
+    assert c.run.fr_sensors == ("gf2",)
+    res = train(c, progress=False)
+    assert seen == [["gf2", "wv3"], ["gf2"]]
+    steps = [r for r in _records(Path(res["log"])) if "loss" in r and "val" not in r]
+    assert steps and all(math.isfinite(r["spectral"]) for r in steps)
+    with pytest.raises(ValueError, match="selects none"):
+        train(cfg("qb", fr_sensors=["qb"]), progress=False)
+    with pytest.raises(ValueError, match="unknown sensor"):
+        cfg("bad", fr_sensors=["landsat"])
+    with pytest.raises(ValueError, match="stage"):
+        _cfg(tmp_path / "rr", wv3_pair, run={"fr_sensors": ["gf2"]})
+
+
 def test_weight_average_follows_its_decay_resumes_and_is_what_export_ships(tmp_path, wv3_pair):
     """[run] ema: the average equals the recurrence over the weights after each step (first step: a
     copy), survives an interruption bit for bit, and is what validation, export and init use."""

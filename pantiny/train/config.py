@@ -21,6 +21,7 @@
                                 # "joint": both every step, composite + full-resolution loss
     fr_batch = 8                # stage "joint": full-resolution crops per step (besides `batch`)
     fr_patch = 128              # stage "joint": their side in PAN pixels (stage "fr" uses `patch`)
+    fr_sensors = []             # stage "joint": sensors whose scenes give full-resolution crops (empty: all)
     init = "runs/s1/checkpoint.pt"  # start from these weights (checkpoint.pt, .safetensors, manifest name)
     ema = 0.0                   # > 0: also keep an exponential moving average of the weights with this
                                 # decay per step (e.g. 0.998); validation and export then use the average
@@ -48,6 +49,7 @@
     split = "train"             # "train" or "val"
     rows = [0.0, 0.8]           # band of the scene used (fractions of its height)
     pan_filter = "mtf"          # "mtf" (sensor PAN MTF + decimation) or "bicubic"
+    # nodata = 0                # DN of missing pixels where the files declare none (zero-padded products)
     optional = false            # true: skip silently when the files are absent
 
     [[data]]
@@ -81,8 +83,9 @@ except ImportError:  # pragma: no cover - Python 3.9 / 3.10
         tomllib = None  # type: ignore[assignment]
 
 from ..choices import DATA_KINDS, TRAIN_STAGES, check
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..models import MODELS
+from ..sensors import get_sensor
 from .data import PAN_FILTERS, Source
 from .mixing import BALANCES
 
@@ -109,6 +112,7 @@ class RunConfig:
     init: Optional[str] = None
     fr_batch: int = 8
     fr_patch: int = 128
+    fr_sensors: Tuple[str, ...] = ()
     ema: float = 0.0
 
 
@@ -223,6 +227,14 @@ def from_dict(d: Dict[str, Any], base: "str | Path" = ".") -> TrainConfig:
     # full-resolution crops start on MS pixels and need room for the loss's windows
     if run.stage == "fr" and (run.patch % 4 or run.patch < 32):
         raise ConfigError(f"[run] stage = \"fr\" needs a patch that is a multiple of 4 and >= 32, got {run.patch}")
+    if run.fr_sensors:
+        if run.stage != "joint":
+            raise ConfigError(f"[run] fr_sensors selects the full-resolution half of stage \"joint\"; "
+                              f"this run's stage is {run.stage!r}")
+        try:  # canonical names, so "GaoFen-2" and "gf2" select the same scenes
+            run.fr_sensors = tuple(get_sensor(s).name for s in run.fr_sensors)
+        except InputError as e:
+            raise ConfigError(f"[run] fr_sensors: {e}") from None
     if run.stage == "joint" and (run.fr_patch % 4 or run.fr_patch < 32):
         raise ConfigError(f"[run] fr_patch must be a multiple of 4 and >= 32, got {run.fr_patch}")
     optim = _build(OptimConfig, dict(d.get("optim", {})), "optim")

@@ -89,7 +89,76 @@ def _usable_samples(bad: np.ndarray, patch: Optional[int]) -> int:
     return max(1, int((bad.size - int(bad.sum())) // (patch * patch)))
 
 
-class WaldScene:
+class _MaskedScene:
+    """Patches of a scene held in memory, drawn only where its ``bad`` (h,w) mask of unusable pixels
+    (nodata, or influenced by it) has no pixel: shared by :class:`WaldScene` and :class:`RRScene`."""
+
+    name: str
+    gt: torch.Tensor
+    lms: torch.Tensor
+    pan: torch.Tensor
+    bad: np.ndarray
+    _corners: Dict[int, np.ndarray]
+
+    @property
+    def has_nodata(self) -> bool:
+        """True when some pixels of this part are unusable (nodata or influenced by it)."""
+        return bool(self.bad.any())
+
+    def _clean(self, patch: int) -> np.ndarray:
+        if patch not in self._corners:
+            self._corners[patch] = clean_corners(self.bad, patch)
+        return self._corners[patch]
+
+    def size(self, patch: Optional[int]) -> int:
+        """How many non-overlapping ``patch``-sized samples the usable area holds (>= 1): its weight
+        in a plain concatenation, as if the scene had been cut into tiles."""
+        return _usable_samples(self.bad, patch)
+
+    def __len__(self) -> int:
+        return 1
+
+    def can_draw(self, patch: Optional[int]) -> bool:
+        """True when at least one ``patch``-sized sample free of nodata exists (checked before training)."""
+        return not self.has_nodata if patch is None else self._clean(patch).size > 0
+
+    def draw(self, rng: np.random.Generator, patch: Optional[int]) -> Sample:
+        """One ``patch`` x ``patch`` sample at a uniformly drawn position free of nodata."""
+        if patch is None:
+            if self.has_nodata:
+                raise InputError(f"{self.name} contains nodata: set a patch size to train on its clean parts")
+            return self.full()
+        corners = self._clean(patch)
+        if corners.size == 0:
+            raise InputError(f"{self.name}: no {patch}x{patch} patch free of nodata (part is "
+                             f"{self.gt.shape[-2]}x{self.gt.shape[-1]})")
+        r, c = divmod(int(corners[int(rng.integers(corners.size))]), self.gt.shape[-1])
+        return tuple(x[..., r:r + patch, c:c + patch] for x in self.full())  # type: ignore[return-value]
+
+    def full(self) -> Sample:
+        """The whole reduced-resolution part ``(gt, lms, pan)``."""
+        return self.gt, self.lms, self.pan
+
+    def eval_samples(self, patch: int) -> List[Sample]:
+        """Validation samples: the whole part when it is free of nodata, else its nodata-free tiles of
+        a non-overlapping grid, ``patch`` pixels wide or, when no such tile exists, the largest of
+        patch/2, patch/4, ... (>= 16) that has one. Empty when none exists."""
+        if not self.has_nodata:
+            return [self.full()]
+        h, w = self.gt.shape[-2:]
+        size = int(patch)
+        while True:
+            out = []
+            for r in range(0, h - size + 1, size):
+                for c in range(0, w - size + 1, size):
+                    if not self.bad[r:r + size, c:c + size].any():
+                        out.append(tuple(x[..., r:r + size, c:c + size] for x in self.full()))
+            if out or size // 2 < 16:
+                return out  # type: ignore[return-value]
+            size //= 2
+
+
+class WaldScene(_MaskedScene):
     """Reduced-resolution training pairs from one full-resolution PAN/MS GeoTIFF pair (Wald's protocol).
 
     The original MS (the 4 model bands, unit range) is the reference ``gt``; the inputs are the MS
@@ -172,64 +241,6 @@ class WaldScene:
                     spread = downsample_bicubic(inv, ratio)[0, 0].abs()
                 self.bad |= spread.numpy() > NODATA_INFLUENCE
         self._corners: Dict[int, np.ndarray] = {}
-
-    @property
-    def has_nodata(self) -> bool:
-        """True when some pixels of this part are unusable (nodata or influenced by it)."""
-        return bool(self.bad.any())
-
-    def _clean(self, patch: int) -> np.ndarray:
-        if patch not in self._corners:
-            self._corners[patch] = clean_corners(self.bad, patch)
-        return self._corners[patch]
-
-    def size(self, patch: Optional[int]) -> int:
-        """How many non-overlapping ``patch``-sized samples the usable area holds (>= 1): its weight
-        in a plain concatenation, as if the scene had been cut into tiles."""
-        return _usable_samples(self.bad, patch)
-
-    def __len__(self) -> int:
-        return 1
-
-    def can_draw(self, patch: Optional[int]) -> bool:
-        """True when at least one ``patch``-sized sample free of nodata exists (checked before training)."""
-        return not self.has_nodata if patch is None else self._clean(patch).size > 0
-
-    def draw(self, rng: np.random.Generator, patch: Optional[int]) -> Sample:
-        """One ``patch`` x ``patch`` sample at a uniformly drawn position free of nodata."""
-        if patch is None:
-            if self.has_nodata:
-                raise InputError(f"{self.name} contains nodata: set a patch size to train on its clean parts")
-            return self.full()
-        corners = self._clean(patch)
-        if corners.size == 0:
-            raise InputError(f"{self.name}: no {patch}x{patch} patch free of nodata (part is "
-                             f"{self.gt.shape[-2]}x{self.gt.shape[-1]})")
-        r, c = divmod(int(corners[int(rng.integers(corners.size))]), self.gt.shape[-1])
-        return tuple(x[..., r:r + patch, c:c + patch] for x in self.full())  # type: ignore[return-value]
-
-    def full(self) -> Sample:
-        """The whole reduced-resolution part ``(gt, lms, pan)``."""
-        return self.gt, self.lms, self.pan
-
-    def eval_samples(self, patch: int) -> List[Sample]:
-        """Validation samples: the whole part when it is free of nodata, else its nodata-free tiles of
-        a non-overlapping grid, ``patch`` pixels wide or, when no such tile exists, the largest of
-        patch/2, patch/4, ... (>= 16) that has one. Empty when none exists."""
-        if not self.has_nodata:
-            return [self.full()]
-        h, w = self.gt.shape[-2:]
-        size = int(patch)
-        while True:
-            out = []
-            for r in range(0, h - size + 1, size):
-                for c in range(0, w - size + 1, size):
-                    if not self.bad[r:r + size, c:c + size].any():
-                        out.append(tuple(x[..., r:r + size, c:c + size] for x in self.full()))
-            if out or size // 2 < 16:
-                return out  # type: ignore[return-value]
-            size //= 2
-
 
 class FRScene:
     """Full-resolution training crops of one real PAN/MS pair, for stage 2 (no reference, no degradation).
@@ -327,7 +338,7 @@ def _identify(ms: Any, ms_info: Any, sensor: "str | Sensor | None", bands: Optio
     return sens, _model_bands(ms, ms_info.count, sens, bands), float(scale or sens.max_value or 2047.0)
 
 
-class RRScene:
+class RRScene(_MaskedScene):
     """A published reduced-resolution triplet used as it is: reference ``gt`` (C,H,W) on the PAN grid,
     degraded MS (C,H/ratio,W/ratio), degraded PAN (1,H,W). ``lms`` is the MS bicubic-upsampled onto
     the PAN grid (:func:`pantiny.resample.upsample`), exactly as at inference.
@@ -337,11 +348,15 @@ class RRScene:
         sensor: sensor table key (default: the MS file's ``SENSOR`` tag).
         bands: 0-based indices of R, G, B, NIR in the files (default: the sensor's map).
         scale: DN mapped to 1.0 (default: the sensor's maximum).
+        nodata: DN marking missing pixels (default: the files' nodata values): reference pixels with
+            every band at it, PAN pixels at it, and pixels within the bicubic support (2 MS pixels)
+            of an MS pixel with every band at it are never drawn into a patch.
     """
 
     def __init__(self, pan: "str | os.PathLike[str]", ms: "str | os.PathLike[str]", gt: "str | os.PathLike[str]",
                  sensor: "str | Sensor | None" = None, *, ratio: int = 4, scale: Optional[float] = None,
-                 bands: Optional[Sequence[int]] = None, name: Optional[str] = None) -> None:
+                 nodata: Optional[float] = None, bands: Optional[Sequence[int]] = None,
+                 name: Optional[str] = None) -> None:
         pan_info, ms_info, gt_info = (rio_io.raster_info(p) for p in (pan, ms, gt))
         rio_io.check_sizes((pan_info.height, pan_info.width), (ms_info.height, ms_info.width), ratio)
         if (gt_info.height, gt_info.width) != (pan_info.height, pan_info.width) or gt_info.count != ms_info.count:
@@ -351,34 +366,33 @@ class RRScene:
         self.ratio = ratio
         self.name = name or f"{self.sensor.name}:{Path(ms).name}"
         sc = np.float32(self.scale)
-        self.gt = torch.from_numpy(rio_io.read(gt, bands=self.bands).astype(np.float32) / sc).contiguous()
-        self.ms_lr = torch.from_numpy(rio_io.read(ms, bands=self.bands).astype(np.float32) / sc).contiguous()
-        self.pan = torch.from_numpy(rio_io.read(pan).astype(np.float32) / sc).contiguous()
+        gt_dn = rio_io.read(gt, bands=self.bands).astype(np.float32)
+        ms_dn = rio_io.read(ms, bands=self.bands).astype(np.float32)
+        pan_dn = rio_io.read(pan).astype(np.float32)
+        self.gt = torch.from_numpy(gt_dn / sc).contiguous()
+        self.ms_lr = torch.from_numpy(ms_dn / sc).contiguous()
+        self.pan = torch.from_numpy(pan_dn / sc).contiguous()
         h, w = self.gt.shape[-2:]
         self.lms = upsample(self.ms_lr[None], ratio)[0, :, :h, :w].contiguous()
-
-    def size(self, patch: Optional[int]) -> int:
-        """Number of non-overlapping ``patch``-sized tiles (>= 1), its weight in a plain concatenation."""
-        h, w = self.gt.shape[-2:]
-        return 1 if patch is None else max(1, (h * w) // (patch * patch))
-
-    def __len__(self) -> int:
-        return 1
-
-    def can_draw(self, patch: Optional[int]) -> bool:
-        h, w = self.gt.shape[-2:]
-        return patch is None or (patch <= h and patch <= w)
+        self.bad = np.zeros((h, w), dtype=bool)
+        nds = [nodata] * 3 if nodata is not None else [gt_info.nodata, ms_info.nodata, pan_info.nodata]
+        if nds[0] is not None:
+            self.bad |= np.all(gt_dn == nds[0], axis=0)
+        if nds[1] is not None:
+            hole = np.all(ms_dn == nds[1], axis=0)
+            if hole.any():  # dilated by the bicubic support (2 MS pixels), then onto the PAN grid
+                t = torch.from_numpy(hole.astype(np.float32))[None, None]
+                hole = torch.nn.functional.max_pool2d(t, 5, stride=1, padding=2)[0, 0].numpy() > 0
+                self.bad |= hole.repeat(ratio, 0).repeat(ratio, 1)[:h, :w]
+        if nds[2] is not None:
+            self.bad |= pan_dn[0] == nds[2]
+        self._corners: Dict[int, np.ndarray] = {}
 
     def draw(self, rng: np.random.Generator, patch: Optional[int]) -> Sample:
-        """A uniformly placed ``patch`` x ``patch`` crop."""
-        return _crop(self.full(), patch, rng)
-
-    def full(self) -> Sample:
-        return self.gt, self.lms, self.pan
-
-    def eval_samples(self, patch: int) -> List[Sample]:
-        """The whole triplet."""
-        return [self.full()]
+        """A uniformly placed ``patch`` x ``patch`` crop, free of nodata."""
+        if not self.has_nodata:  # the same random draws as before nodata was looked at
+            return _crop(self.full(), patch, rng)
+        return super().draw(rng, patch)
 
 
 class H5Dataset:
@@ -491,6 +505,8 @@ class Source:
     ``band_names`` (corpus only) picks the model's R, G, B, NIR from each record's band names, e.g.
     ``["Y", "G", "B", "NIR1"]``: neighbouring bands of 8-band products as stand-ins, more training
     samples from scarce sensors; records without all four names are left out.
+    ``nodata`` (DN) marks missing pixels where the files declare none (a corpus record's own
+    ``nodata`` wins), e.g. ``0`` for products padded with zeros: no patch or crop touches them.
     """
 
     kind: str
@@ -510,6 +526,7 @@ class Source:
     scenes: Optional[Tuple[str, ...]] = None
     exclude: Optional[Tuple[str, ...]] = None
     band_names: Optional[Tuple[str, ...]] = None
+    nodata: Optional[float] = None
 
     def files(self) -> List[Optional[str]]:
         if self.kind in ("hdf5", "corpus"):
@@ -533,6 +550,8 @@ class Source:
             d["scale"] = self.scale
         if self.bands is not None:
             d["bands"] = list(self.bands)
+        if self.nodata is not None:
+            d["nodata"] = self.nodata
         return d
 
     def expand(self) -> List["Source"]:
@@ -540,7 +559,8 @@ class Source:
         if self.kind != "corpus":
             return [self]
         return corpus_sources(self.path or "", split=self.split, sensors=self.sensors, scenes=self.scenes,
-                              exclude=self.exclude, pan_filter=self.pan_filter, band_names=self.band_names)
+                              exclude=self.exclude, pan_filter=self.pan_filter, band_names=self.band_names,
+                              nodata=self.nodata)
 
     def open(self, stage: str = "rr") -> "WaldScene | RRScene | FRScene | H5Dataset":
         """Open the dataset this (per-scene) entry describes; ``stage="fr"``: full-resolution crops of
@@ -550,12 +570,13 @@ class Source:
                 raise InputError("a geotiff data source needs pan = and ms = paths")
             if stage == "fr":
                 return FRScene(self.pan, self.ms, self.sensor, rows=tuple(self.rows),  # type: ignore[arg-type]
-                               scale=self.scale, bands=self.bands, name=self.name)
+                               scale=self.scale, nodata=self.nodata, bands=self.bands, name=self.name)
             if self.gt:
-                return RRScene(self.pan, self.ms, self.gt, self.sensor, scale=self.scale, bands=self.bands,
-                               name=self.name)
+                return RRScene(self.pan, self.ms, self.gt, self.sensor, scale=self.scale, nodata=self.nodata,
+                               bands=self.bands, name=self.name)
             return WaldScene(self.pan, self.ms, self.sensor, rows=tuple(self.rows),  # type: ignore[arg-type]
-                             scale=self.scale, pan_filter=self.pan_filter, bands=self.bands, name=self.name)
+                             scale=self.scale, pan_filter=self.pan_filter, nodata=self.nodata, bands=self.bands,
+                             name=self.name)
         if self.kind == "hdf5":
             if stage == "fr":
                 raise ConfigError("hdf5 cubes hold reduced-resolution samples: full-resolution training (stage "
@@ -577,14 +598,15 @@ from ..choices import CORPUS_KINDS  # noqa: E402  (re-exported)
 def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
                    sensors: Optional[Sequence[str]] = None, scenes: Optional[Sequence[str]] = None,
                    exclude: Optional[Sequence[str]] = None, pan_filter: str = "mtf",
-                   band_names: Optional[Sequence[str]] = None) -> List[Source]:
+                   band_names: Optional[Sequence[str]] = None, nodata: Optional[float] = None) -> List[Source]:
     """Per-scene sources from a ``corpus.json`` index (a list of scene records).
 
     Each record needs ``scene_id``, ``sensor``, ``kind`` (:data:`CORPUS_KINDS`), ``max_dn`` (the
     scene's own normalisation: 255 for 8-bit products, 2047 for 11-bit, ...), ``band_map`` (0-based
     indices of R, G, B, NIR in file order) and ``files`` (``pan``, ``ms`` [, ``gt``], relative to the
     index's folder). Records are kept when their sensor is in ``sensors`` and their id in ``scenes``
-    (when given) and not in ``exclude``. Unknown scene ids in ``scenes``/``exclude`` are errors, so a
+    (when given) and not in ``exclude``. A record's ``nodata`` (DN, optional) marks its missing pixels,
+    else ``nodata`` (for all records; the files' own nodata values when both are None). Unknown scene ids in ``scenes``/``exclude`` are errors, so a
     typo cannot silently move a held-out scene into training.
 
     ``band_names`` (4 names from the records' ``bands`` lists) replaces ``band_map``: the model's R, G,
@@ -617,6 +639,7 @@ def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
             sid, kind, files = str(r["scene_id"]), str(r["kind"]), r["files"]
             sensor = get_sensor(r["sensor"]).name
             scale, band_map = float(r["max_dn"]), tuple(int(b) for b in r["band_map"])
+            scene_nodata = float(r["nodata"]) if r.get("nodata") is not None else nodata
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{path}: record #{i + 1} is incomplete or invalid ({e})") from None
         if kind not in CORPUS_KINDS:
@@ -633,5 +656,5 @@ def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
         f = {k: str((path.parent / v).resolve()) for k, v in files.items() if v}
         out.append(Source(kind="geotiff", sensor=sensor, pan=f["pan"], ms=f["ms"],
                           gt=f.get("gt") if kind == "rr" else None, split=split, scale=scale, bands=band_map,
-                          pan_filter=pan_filter, name=name))
+                          pan_filter=pan_filter, name=name, nodata=scene_nodata))
     return out

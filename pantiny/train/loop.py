@@ -126,7 +126,7 @@ def trained_weights(ck: Dict[str, Any]) -> Dict[str, torch.Tensor]:
 
 # Keys added after runs were started: at their default they match a checkpoint written without them.
 _LATER_DEFAULTS = {"run": {"stage": "rr", "init": None, "pan_gain": 1.0, "fr_batch": 8, "fr_patch": 128,
-                           "ema": 0.0}, "loss": {"spectral": 1.0, "spatial": 1.0}}
+                           "fr_sensors": [], "ema": 0.0}, "loss": {"spectral": 1.0, "spatial": 1.0}}
 
 
 def _fingerprint(cfg: Dict[str, Any], used: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -263,6 +263,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     train_sets = open_sources(cfg, "train", skipped)
     # stage "joint": the same training sources also as full-resolution pairs, a batch of each per step
     fr_sets = open_sources(cfg, "train", skipped, stage="fr", patch=run.fr_patch) if run.stage == "joint" else []
+    if run.fr_sensors:  # e.g. the full-resolution loss only where scenes are plentiful
+        fr_sets = [d for d in fr_sets if d.sensor.name in run.fr_sensors]
+        if not fr_sets:
+            raise ConfigError(f"[run] fr_sensors = {list(run.fr_sensors)} selects none of the training scenes")
     val_sets = open_sources(cfg, "val", skipped)
     if skipped:
         warnings.warn(f"{len(skipped)} corpus scene(s) left out: {', '.join(skipped)}")

@@ -14,7 +14,7 @@ import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from . import io as rio_io
 from .align import align_pair
 from .choices import ATTENTION, MODEL_METHODS, OTHER_BANDS, SAMPLED_TILES, UPSAMPLING, check
 from .errors import InputError, ModelOutputError
+from .nodata import avoid_nodata
 from .products import ProductInfo, describe_product, model_band_indices, product_of
 from .readers import ArrayRaster, GeoTIFFRaster, PairReader, Raster
 from .sensors import Sensor, get_sensor, parse_band_weights, resolve_bands, with_band_names
@@ -347,17 +348,26 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
     check(upsampling, UPSAMPLING, "upsampling")
     pair = _describe_pair(pan, ms, sensor, bands, ratio, nodata)
     gdal_bands = None if adapt else _gdal_brovey_bands(pair, method, upsampling, other_bands, method_options)
+    if gdal_bands is not None and gdal_bands[2] is not None and _ms_partial_nodata(pair, gdal_bands[0],
+                                                                                      gdal_bands[2]):
+        _log.info("some MS pixels have some bands at the nodata value, not all: the tiling engine's rule")
+        gdal_bands = None
     if gdal_bands is not None:  # exactly GDAL's method and resampling: GDAL's engine computes it
         from . import gdal_engine
 
         _log.info("brovey with cubic upsampling: GDAL's pansharpening engine (VRTPansharpenedDataset)")
-        spectral, weights = gdal_bands
-        kw = dict(weights=weights, threads=_threads())
+        spectral, weights, nd = gdal_bands
+        kw = dict(weights=weights, threads=_threads(), nodata=nd)
+        bands_1 = [b + 1 for b in spectral]
         if out is None and pair.pan.hw[0] <= _GDAL_STRIP and not (cog or creation_options):
-            return gdal_engine.brovey(pan, ms, [b + 1 for b in spectral], **kw)  # type: ignore[arg-type]  # no copy
-        dn_strips = gdal_engine.brovey_strips(pan, ms, [b + 1 for b in spectral], rows=_GDAL_STRIP,  # type: ignore[arg-type]
-                                              **kw)
-        return _emit(dn_strips, pair, list(pair.model_idx), pan=pan, ms=ms, out=out, out_nodata=None,
+            whole = gdal_engine.brovey(pan, ms, bands_1, **kw)  # type: ignore[arg-type]  # no copy
+            if nd is not None:
+                list(_pantiny_nodata([(0, whole)], pair, spectral, nd, ratio))  # in place
+            return whole
+        dn_strips = gdal_engine.brovey_strips(pan, ms, bands_1, rows=_GDAL_STRIP, **kw)  # type: ignore[arg-type]
+        if nd is not None:
+            dn_strips = _pantiny_nodata(dn_strips, pair, spectral, nd, ratio)
+        return _emit(dn_strips, pair, list(pair.model_idx), pan=pan, ms=ms, out=out, out_nodata=nd,
                      overwrite=overwrite, cog=cog, creation_options=creation_options, like=None)
     from .devices import pick_device
     from .scene_attention import check_overlap
@@ -419,14 +429,20 @@ def _threads() -> int:
 
 def _gdal_brovey_bands(pair: _Pair, method: str, upsampling: str, other_bands: str,
                        method_options: Optional[Dict[str, Any]]) -> Optional[Tuple[List[int], List[float]]]:
-    """The MS bands (0-based, file order) and their Brovey weights when GDAL's engine computes exactly
-    this fusion: Brovey with GDAL's cubic resampling, files on nested grids, georeferenced, unsigned
-    data, no nodata, no PAN moment matching, no extra bands carried along; else None."""
+    """The MS bands (0-based, file order), their Brovey weights and the nodata value (or None) when
+    GDAL's engine computes this fusion: Brovey with GDAL's cubic resampling, files on nested grids,
+    georeferenced, unsigned data, one nodata value for PAN and MS (or none), no PAN moment matching,
+    no extra bands carried along; else None. With nodata the caller still checks the MS for pixels
+    with some bands at nodata (:func:`_ms_partial_nodata`) and applies pantiny's mask
+    (:func:`_pantiny_nodata`)."""
     if method != "brovey" or upsampling != "cubic" or not isinstance(pair.pan, GeoTIFFRaster):
         return None
-    if not pair.nested or pair.pan_nodata is not None or pair.ms_nodata is not None:
+    nd = pair.ms_nodata
+    if not pair.nested or pair.pan_nodata != nd:  # GDAL takes one nodata value for every input
         return None
     if pair.pan.dtype != pair.reader.dtype or pair.reader.dtype.kind != "u":  # GDAL clips at 0 only for unsigned
+        return None
+    if nd is not None and not (float(nd).is_integer() and 0 <= nd <= np.iinfo(pair.reader.dtype).max):
         return None
     (h, w), (mh, mw) = pair.pan.hw, pair.ms.hw
     if pair.pan.crs is None and (h, w) != (mh * 4, mw * 4):
@@ -442,7 +458,44 @@ def _gdal_brovey_bands(pair: _Pair, method: str, upsampling: str, other_bands: s
         return None
     w = parse_band_weights("brovey", options.get("weights")).tolist()  # model order R, G, B, NIR
     spectral = sorted(pair.model_idx)
-    return spectral, [w[pair.model_idx.index(b)] for b in spectral]
+    return spectral, [w[pair.model_idx.index(b)] for b in spectral], None if nd is None else float(nd)
+
+
+#: MS rows per read when the MS is scanned for pixels with some bands at nodata.
+_SCAN_ROWS = 1024
+
+
+def _ms_partial_nodata(pair: _Pair, spectral: Sequence[int], nodata: float) -> bool:
+    """Whether some MS pixel has some of the ``spectral`` bands at ``nodata`` but not all. GDAL masks
+    each band on its own (the pixel's other bands are resampled, its fused value is nodata), pantiny
+    only pixels with every band at nodata (a dark band stays data): such scenes take the tiling engine."""
+    from .nodata import partial_nodata
+
+    mh, mw = pair.reader.ms_hw
+    return any(partial_nodata(pair.reader.read_ms(r, 0, min(_SCAN_ROWS, mh - r), mw, spectral), nodata)
+               for r in range(0, mh, _SCAN_ROWS))
+
+
+def _pantiny_nodata(strips: Iterable[Tuple[int, np.ndarray]], pair: _Pair, spectral: Sequence[int], nodata: float,
+                    ratio: int) -> Iterator[Tuple[int, np.ndarray]]:
+    """GDAL's fused strips ``(row, (C,n,W) DN)`` with pantiny's nodata rule, in place: nodata where the
+    PAN is nodata or the PAN pixel lies in an MS pixel with every band at nodata (GDAL also fills
+    some of those from valid neighbours), and valid pixels never at the nodata value (GDAL writes
+    nodata where its pseudo-PAN is 0; pantiny's fusion gives 0 there, nudged by one DN)."""
+    from .nodata import footprint, invalid_mask
+
+    (_, w), (mh, mw) = pair.pan.hw, pair.reader.ms_hw
+    for row, y in strips:
+        n = y.shape[1]
+        m0 = min(row // ratio, mh - 1)
+        m1 = max(m0 + 1, min(-(-(row + n) // ratio), mh))
+        valid = pair.reader.read_pan(row, 0, n, w)[0] != nodata
+        bad = invalid_mask(pair.reader.read_ms(m0, 0, m1 - m0, mw, spectral), nodata)
+        if bad is not None:
+            valid &= ~footprint(bad, m0, row, n, w, ratio)
+        avoid_nodata(y, valid, nodata)
+        y[:, ~valid] = y.dtype.type(nodata)
+        yield row, y
 
 
 def _emit(dn_strips: Iterator[Tuple[int, np.ndarray]], pair: _Pair, channels: Sequence[int], *, pan: ArrayLike,
@@ -532,17 +585,7 @@ def _denormalise(fused: np.ndarray, valid: np.ndarray, order: np.ndarray, scale:
 
     y = from_unit(torch.from_numpy(fused[order]), scale, dtype)
     if nodata is not None:
-        _avoid_nodata(y, valid, nodata)
+        avoid_nodata(y, valid, nodata)
         y[:, ~valid] = nodata
     return y
 
-
-def _avoid_nodata(y: np.ndarray, valid: np.ndarray, nodata: float) -> None:
-    """Nudge valid pixels that happen to equal the nodata value by one DN, so they stay valid."""
-    hit = (y == nodata) & valid[None]
-    if hit.any():
-        if y.dtype.kind in "ui":
-            bump = 1 if nodata < np.iinfo(y.dtype).max else -1
-        else:
-            bump = np.finfo(y.dtype).eps * max(1.0, abs(nodata))
-        y[hit] = nodata + bump

@@ -5,7 +5,10 @@ negative resampled MS clipped to 0, 0 where ``I == 0``), and ``upsampling="cubic
 MS resampling (Keys a=-0.5, weights renormalised at the borders). For that pair of choices on files
 GDAL computes exactly what pantiny's tiling engine would (within 1 DN of rounding), in C, several
 threads, straight from the files, so :func:`pantiny.pansharpen` hands such scenes to GDAL
-(``api._gdal_brovey``). Everything else goes through the tiling engine.
+(``api._gdal_brovey_bands``). With a nodata value GDAL masks each band on its own and renormalises
+the cubic weights over valid MS pixels; pantiny then applies its own mask to GDAL's result
+(``api._pantiny_nodata``), so only values within 2 MS pixels of a hole differ from the tiling
+engine's (which fills holes before resampling). Everything else goes through the tiling engine.
 
 Torch-free on purpose: rasterio (GDAL) and numpy only.
 """

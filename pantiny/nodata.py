@@ -91,3 +91,42 @@ def fill_holes(x: np.ndarray, invalid: np.ndarray, fallback: Sequence[float], st
     if bad.any():
         out[:, bad] = np.asarray(fallback, np.float32)[:, None]
     return out
+
+
+def avoid_nodata(y: np.ndarray, valid: np.ndarray, nodata: float) -> None:
+    """Nudge valid pixels of (C,h,w) ``y`` that equal the nodata value by one DN (in place), so that
+    they stay valid; ``valid`` is (h,w) bool."""
+    hit = (y == nodata) & valid[None]
+    if hit.any():
+        if y.dtype.kind in "ui":
+            bump = 1 if nodata < np.iinfo(y.dtype).max else -1
+        else:
+            bump = np.finfo(y.dtype).eps * max(1.0, abs(nodata))
+        y[hit] = nodata + bump
+
+
+def partial_nodata(x: np.ndarray, nodata: float) -> bool:
+    """True when some pixel of (C,h,w) ``x`` has some bands, but not all, at ``nodata`` (a dark
+    band, not a hole: tools that mask per band treat it differently from pantiny's all-bands rule)."""
+    hit = x == nodata
+    return bool((hit.any(0) & ~hit.all(0)).any())
+
+
+def footprint(ms_mask: np.ndarray, ms_row0: int, row: int, rows: int, width: int, ratio: int) -> np.ndarray:
+    """An MS-grid (h,w) mask whose first row is MS row ``ms_row0``, on PAN rows ``row .. row + rows - 1``
+    and columns ``0 .. width - 1`` of the nested grid (MS pixel ``j`` covers PAN pixels ``ratio*j ..
+    ratio*j + ratio - 1``); PAN pixels beyond the MS extent take the nearest MS pixel, as the tiling
+    engine's edge padding does. Returns (rows, width) bool.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pantiny.nodata import footprint
+        >>> m = np.array([[True, False]])  # one MS row, two MS pixels
+        >>> footprint(m, 0, 1, 2, 5, ratio=2).astype(int)  # PAN rows 1-2, five PAN columns
+        array([[1, 1, 0, 0, 0],
+               [1, 1, 0, 0, 0]])
+    """
+    h, w = ms_mask.shape
+    r = np.clip(np.arange(row, row + rows) // ratio - ms_row0, 0, h - 1)
+    c = np.clip(np.arange(width) // ratio, 0, w - 1)
+    return ms_mask[np.ix_(r, c)]

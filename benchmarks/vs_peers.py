@@ -308,8 +308,8 @@ def run(args: argparse.Namespace) -> str:
 
             runs: List[Tuple[str, Callable[[Path, Path], np.ndarray], int, bool]] = []
             if have_gdal:
-                runs.append(("GDAL Brovey (cubic)", lambda p, m: gdal_engine.brovey(
-                    p, m, gdal_bands, threads=args.threads), args.repeat, True))
+                runs.append(("GDAL Brovey (cubic)", lambda p, m: gdal_engine.brovey(  # nodata as gdal_pansharpen
+                    p, m, gdal_bands, threads=args.threads, nodata=sc.nodata), args.repeat, True))
             for meth in methods:
                 runs.append((f"pantiny {meth}", lambda p, m, meth=meth: pansharpen(
                     str(p), str(m), method=meth, sensor=sc.sensor or None, device="cpu"), args.repeat, True))

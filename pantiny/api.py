@@ -99,7 +99,7 @@ def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, sour
 
         def core(ms_up: torch.Tensor, pan: torch.Tensor, tiles: Sequence[Any]) -> torch.Tensor:
             y = runner.fuse(ms_up, pan, tiles).float().cpu()
-            if not bool(torch.isfinite(y).all()):
+            if not _all_finite(y):
                 raise ModelOutputError(
                     f"the network produced NaN or infinite values ({int((~torch.isfinite(y)).sum())} of {y.numel()}): "
                     f"its weights ({model if isinstance(model, str) else type(model).__name__}) are corrupt or "
@@ -125,7 +125,7 @@ def _fuser(method: str, model: Union[str, nn.Module], device: torch.device, sour
 
     def fuse(ms_up: torch.Tensor, pan: torch.Tensor, tiles: Sequence[Any]) -> torch.Tensor:
         fused = core(ms_up[:, :4], pan, tiles)
-        if runner is None and not bool(torch.isfinite(fused).all()):
+        if runner is None and not _all_finite(fused):
             raise ModelOutputError(f"method {method!r} produced NaN or infinite values on this scene")
         if ms_up.shape[1] == 4:
             return fused
@@ -588,6 +588,14 @@ def _adapted(model: Union[str, nn.Module], scene: Scene, device: torch.device, p
 
     base = model if isinstance(model, nn.Module) else load_model(model, device=device)
     return adapt_source(base, scene, device=device, progress=progress, **options)
+
+
+def _all_finite(t: "torch.Tensor") -> bool:
+    """Whether every value of ``t`` is finite: a NaN or an infinity makes the sum non-finite, so one
+    sum (no mask tensor) answers, unless huge finite values overflow it (then the exact check)."""
+    import torch
+
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def _denormalise(fused: np.ndarray, valid: np.ndarray, order: np.ndarray, scale: float, dtype: np.dtype,

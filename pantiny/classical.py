@@ -216,11 +216,14 @@ def brovey_fit(ms_lr: torch.Tensor, pan_lr: torch.Tensor, sensor: Sensor, **opti
 def brovey_apply(ms_up: torch.Tensor, pan: torch.Tensor, state: State) -> torch.Tensor:
     _check_tile(ms_up, pan)
     ms_up = ms_up.clamp_min(0.0)  # bicubic undershoot; GDAL's resampled MS buffer is unsigned too
-    pseudo = _weighted_sum(ms_up, state["w"])
+    w = state["w"]
+    pseudo = ms_up[:, :1] * float(w[0])  # as _weighted_sum, accumulated in place (same sums)
+    for k in range(1, ms_up.shape[1]):
+        pseudo.add_(ms_up[:, k:k + 1], alpha=float(w[k]))
     p = pan if (state["a"], state["b"]) == (1.0, 0.0) else pan * state["a"] + state["b"]
-    ok = pseudo.abs() > BROVEY_EPS
-    factor = torch.where(ok, p / torch.where(ok, pseudo, torch.ones_like(pseudo)), torch.zeros_like(pseudo))
-    return ms_up * factor
+    factor = p / pseudo  # inf or NaN where pseudo is ~0: replaced by 0 (GDAL's rule)
+    factor.masked_fill_(pseudo.abs_() <= BROVEY_EPS, 0.0)
+    return ms_up.mul_(factor)  # ms_up is the clamped copy: the caller's tensor is untouched
 
 
 # --- IHS, GS, GSA, PCA (component substitution) ------------------------------------------------

@@ -112,8 +112,10 @@ def to_unit(x: np.ndarray, scale: float) -> torch.Tensor:
         >>> u.dtype, tuple(u.shape), u.max().item()
         (torch.float32, (1, 1, 3), 1.0)
     """
-    # Out of place: for float32 input ascontiguousarray may return ``x`` itself.
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).div(float(scale))
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    t = torch.from_numpy(a)
+    # in place only on a fresh copy: for float32 input ascontiguousarray may return ``x`` itself
+    return t.div(float(scale)) if np.may_share_memory(a, x) else t.div_(float(scale))
 
 
 def from_unit(x: torch.Tensor, scale: float, dtype: np.dtype) -> np.ndarray:
@@ -128,9 +130,9 @@ def from_unit(x: torch.Tensor, scale: float, dtype: np.dtype) -> np.ndarray:
         >>> np.array_equal(from_unit(to_unit(x, 2047), 2047, np.uint16), x)  # exact round trip
         True
     """
-    y = x.detach().to("cpu", torch.float32).mul(float(scale)).numpy()
+    y = x.detach().to("cpu", torch.float32).mul(float(scale)).numpy()  # a new array: rounded in place
     dt = np.dtype(dtype)
     if dt.kind in "ui":
         info = np.iinfo(dt)
-        y = np.clip(np.rint(y), info.min, info.max)
+        np.clip(np.rint(y, out=y), info.min, info.max, out=y)
     return y.astype(dt, copy=False)

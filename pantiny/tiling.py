@@ -143,8 +143,9 @@ def iter_batches(source: TileSource, *, tile: int, overlap: int, batch_size: int
                 yield k, [row_tiles[i] for i in idx], None, None, None, ws
                 continue
             reads = [source.read(row_tiles[i]) for i in idx]
-            yield (k, [row_tiles[i] for i in idx], torch.stack([r[0] for r in reads]),
-                   torch.stack([r[1] for r in reads]), [r[2] for r in reads], ws)
+            stack = (lambda ts: ts[0][None]) if len(reads) == 1 else torch.stack  # one tile: a view, no copy
+            yield (k, [row_tiles[i] for i in idx], stack([r[0] for r in reads]),
+                   stack([r[1] for r in reads]), [r[2] for r in reads], ws)
 
 
 def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int = 64, batch_size: int = 4,

@@ -43,8 +43,9 @@ def test_kept_heap_reuses_freed_buffers_instead_of_faulting_them_in_again():
     kept = _child(None)
     assert default["kept"] is False and kept["kept"] is True
     pixels = 128 * 768
-    # glibc's defaults map the chunks' buffers afresh (measured: ~1.2 faults per pixel)
-    assert default["faults"] > pixels // 4, (default, kept)
+    # glibc's defaults map the chunks' buffers afresh (measured: 0.23-1.2 faults per pixel; fewer
+    # when glibc's dynamic mmap threshold has risen, e.g. with another process busy on the machine)
+    assert default["faults"] > pixels // 16, (default, kept)
     # kept: the freed buffers are reused from the heap (measured: ~170 faults in all, 700x fewer)
     assert kept["faults"] * 20 < default["faults"], (default, kept)
 

@@ -14,7 +14,7 @@ import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -350,7 +350,9 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
     gdal_bands = None if adapt else _gdal_brovey_bands(pair, method, upsampling, other_bands, method_options)
     holes = None
     if gdal_bands is not None and gdal_bands[2] is not None:
-        partial, holes = _ms_nodata_mask(pair, gdal_bands[0], gdal_bands[2])
+        from . import gdal_engine
+
+        partial, holes = gdal_engine.ms_holes(pair.reader, gdal_bands[0], gdal_bands[2])
         if partial:
             _log.info("some MS pixels have some bands at the nodata value, not all: the tiling engine's rule")
             gdal_bands = None
@@ -364,11 +366,11 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
         if out is None and pair.pan.hw[0] <= _GDAL_STRIP and not (cog or creation_options):
             whole = gdal_engine.brovey(pan, ms, bands_1, **kw)  # type: ignore[arg-type]  # no copy
             if nd is not None:
-                list(_pantiny_nodata([(0, whole)], pair, holes, nd, ratio))  # in place
+                list(gdal_engine.pantiny_nodata([(0, whole)], pair.reader, holes, nd, ratio))  # in place
             return whole
         dn_strips = gdal_engine.brovey_strips(pan, ms, bands_1, rows=_GDAL_STRIP, **kw)  # type: ignore[arg-type]
         if nd is not None:
-            dn_strips = _pantiny_nodata(dn_strips, pair, holes, nd, ratio)
+            dn_strips = gdal_engine.pantiny_nodata(dn_strips, pair.reader, holes, nd, ratio)
         return _emit(dn_strips, pair, list(pair.model_idx), pan=pan, ms=ms, out=out, out_nodata=nd,
                      overwrite=overwrite, cog=cog, creation_options=creation_options, like=None)
     from .devices import pick_device
@@ -435,8 +437,8 @@ def _gdal_brovey_bands(pair: _Pair, method: str, upsampling: str, other_bands: s
     GDAL's engine computes this fusion: Brovey with GDAL's cubic resampling, files on nested grids,
     georeferenced, unsigned data, one nodata value for PAN and MS (or none), no PAN moment matching,
     no extra bands carried along; else None. With nodata the caller still checks the MS for pixels
-    with some bands at nodata (:func:`_ms_nodata_mask`) and applies pantiny's mask
-    (:func:`_pantiny_nodata`)."""
+    with some bands at nodata (:func:`pantiny.gdal_engine.ms_holes`) and applies pantiny's mask
+    (:func:`pantiny.gdal_engine.pantiny_nodata`)."""
     if method != "brovey" or upsampling != "cubic" or not isinstance(pair.pan, GeoTIFFRaster):
         return None
     nd = pair.ms_nodata
@@ -461,55 +463,6 @@ def _gdal_brovey_bands(pair: _Pair, method: str, upsampling: str, other_bands: s
     w = parse_band_weights("brovey", options.get("weights")).tolist()  # model order R, G, B, NIR
     spectral = sorted(pair.model_idx)
     return spectral, [w[pair.model_idx.index(b)] for b in spectral], None if nd is None else float(nd)
-
-
-#: MS rows per read when the MS is scanned for pixels with some bands at nodata.
-_SCAN_ROWS = 1024
-
-
-def _ms_nodata_mask(pair: _Pair, spectral: Sequence[int], nodata: float) -> Tuple[bool, Optional[np.ndarray]]:
-    """``(partial, holes)``: whether some MS pixel has some of the ``spectral`` bands at ``nodata`` but
-    not all (GDAL masks each band on its own, pantiny only pixels with every band at nodata: a dark
-    band stays data, so such scenes take the tiling engine), and the (mh,mw) bool mask of MS pixels
-    with every band at nodata (None when there is none). The MS is read once, in strips."""
-    from .nodata import invalid_mask, partial_nodata
-
-    mh, mw = pair.reader.ms_hw
-    holes = np.zeros((mh, mw), bool)
-    for r in range(0, mh, _SCAN_ROWS):
-        x = pair.reader.read_ms(r, 0, min(_SCAN_ROWS, mh - r), mw, spectral)
-        if partial_nodata(x, nodata):
-            return True, None
-        bad = invalid_mask(x, nodata)
-        if bad is not None:
-            holes[r:r + x.shape[1]] = bad
-    return False, holes if holes.any() else None
-
-
-def _pantiny_nodata(strips: Iterable[Tuple[int, np.ndarray]], pair: _Pair, holes: Optional[np.ndarray],
-                    nodata: float, ratio: int) -> Iterator[Tuple[int, np.ndarray]]:
-    """GDAL's fused strips ``(row, (C,n,W) DN)`` with pantiny's nodata rule, in place: nodata where the
-    PAN is nodata or the PAN pixel lies in an MS pixel of ``holes`` (GDAL fills the edge of such
-    pixels from valid neighbours), and valid pixels never at the nodata value. GDAL writes nodata in
-    every band or in none (valid values equal to it are nudged), where the PAN or a resampled band is
-    nodata or its pseudo-PAN is 0; where pantiny sees data there, its fusion gives 0 (nudged)."""
-    from .nodata import avoid_nodata, footprint
-
-    w = pair.pan.hw[1]
-    for row, y in strips:
-        n = y.shape[1]
-        gdal_nd = y[0] == nodata
-        ms_bad = None if holes is None else footprint(holes, 0, row, n, w, ratio)
-        maybe = gdal_nd if ms_bad is None else gdal_nd & ~ms_bad  # nodata for GDAL, perhaps not for us
-        if maybe.any():  # the PAN decides (read only when needed)
-            revive = maybe & (pair.reader.read_pan(row, 0, n, w)[0] != nodata)
-            if revive.any():
-                avoid_nodata(y, revive, nodata)
-        if ms_bad is not None:
-            kill = ms_bad & ~gdal_nd
-            if kill.any():
-                y[:, kill] = y.dtype.type(nodata)
-        yield row, y
 
 
 def _emit(dn_strips: Iterator[Tuple[int, np.ndarray]], pair: _Pair, channels: Sequence[int], *, pan: ArrayLike,

@@ -7,7 +7,7 @@ GDAL computes exactly what pantiny's tiling engine would (within 1 DN of roundin
 threads, straight from the files, so :func:`pantiny.pansharpen` hands such scenes to GDAL
 (``api._gdal_brovey_bands``). With a nodata value GDAL masks each band on its own and renormalises
 the cubic weights over valid MS pixels; pantiny then applies its own mask to GDAL's result
-(``api._pantiny_nodata``), so only values within 2 MS pixels of a hole differ from the tiling
+(:func:`pantiny_nodata`), so only values within 2 MS pixels of a hole differ from the tiling
 engine's (which fills holes before resampling). Everything else goes through the tiling engine.
 
 Torch-free on purpose: rasterio (GDAL) and numpy only.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -92,3 +92,53 @@ def available() -> bool:
             return brovey(p, m, [1, 2]).shape == (2, 8, 8)
     except Exception:  # noqa: BLE001 - any failure means "not available": the tiling engine runs instead
         return False
+
+
+#: MS rows per read when the MS is scanned for holes.
+_SCAN_ROWS = 1024
+
+
+def ms_holes(reader: Any, spectral: Sequence[int], nodata: float) -> Tuple[bool, Optional[np.ndarray]]:
+    """``(partial, holes)`` of the MS of ``reader`` (a :class:`pantiny.readers.PairReader`): whether some
+    pixel has some of the ``spectral`` bands (0-based) at ``nodata`` but not all (GDAL masks each band
+    on its own, pantiny only pixels with every band at nodata, so a dark band stays data: such scenes
+    take the tiling engine), and the (mh,mw) bool mask of pixels with every band at nodata (None when
+    there is none). The MS is read once, in strips."""
+    from .nodata import invalid_mask, partial_nodata
+
+    mh, mw = reader.ms_hw
+    holes = np.zeros((mh, mw), bool)
+    for r in range(0, mh, _SCAN_ROWS):
+        x = reader.read_ms(r, 0, min(_SCAN_ROWS, mh - r), mw, spectral)
+        if partial_nodata(x, nodata):
+            return True, None
+        bad = invalid_mask(x, nodata)
+        if bad is not None:
+            holes[r:r + x.shape[1]] = bad
+    return False, holes if holes.any() else None
+
+
+def pantiny_nodata(strips: Iterable[Tuple[int, np.ndarray]], reader: Any, holes: Optional[np.ndarray],
+                   nodata: float, ratio: int) -> Iterator[Tuple[int, np.ndarray]]:
+    """GDAL's fused strips ``(row, (C,n,W) DN)`` with pantiny's nodata rule, in place: nodata where the
+    PAN is nodata or the PAN pixel lies in an MS pixel of ``holes`` (GDAL fills the edge of such
+    pixels from valid neighbours), and valid pixels never at the nodata value. GDAL writes nodata in
+    every band or in none (valid values equal to it are nudged), where the PAN or a resampled band is
+    nodata or its pseudo-PAN is 0; where pantiny sees data there, its fusion gives 0 (nudged)."""
+    from .nodata import avoid_nodata, footprint
+
+    w = reader.pan_hw[1]
+    for row, y in strips:
+        n = y.shape[1]
+        gdal_nd = y[0] == nodata
+        ms_bad = None if holes is None else footprint(holes, 0, row, n, w, ratio)
+        maybe = gdal_nd if ms_bad is None else gdal_nd & ~ms_bad  # nodata for GDAL, perhaps not for us
+        if maybe.any():  # the PAN decides (read only when needed)
+            revive = maybe & (reader.read_pan(row, 0, n, w)[0] != nodata)
+            if revive.any():
+                avoid_nodata(y, revive, nodata)
+        if ms_bad is not None:
+            kill = ms_bad & ~gdal_nd
+            if kill.any():
+                y[:, kill] = y.dtype.type(nodata)
+        yield row, y

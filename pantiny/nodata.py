@@ -128,5 +128,7 @@ def footprint(ms_mask: np.ndarray, ms_row0: int, row: int, rows: int, width: int
     """
     h, w = ms_mask.shape
     r = np.clip(np.arange(row, row + rows) // ratio - ms_row0, 0, h - 1)
-    c = np.clip(np.arange(width) // ratio, 0, w - 1)
-    return ms_mask[np.ix_(r, c)]
+    up = np.repeat(ms_mask[r], ratio, axis=1)  # whole rows gathered, then columns repeated (no 2-D gather)
+    if up.shape[1] >= width:
+        return up[:, :width]
+    return np.pad(up, ((0, 0), (0, width - up.shape[1])), mode="edge")

@@ -242,3 +242,30 @@ def test_real_scene_gdal_engine_matches_tiling_engine(shared_data, monkeypatch):
     ref = _tiling_engine(monkeypatch, p, m, method="brovey", upsampling="cubic")
     d = np.abs(fast.astype(np.int64) - ref.astype(np.int64))
     assert d.max() <= 2 and (d > 0).mean() < 0.001
+
+
+@pytest.mark.realdata("ikonos_scene_pan.tif", "ikonos_scene_ms.tif")
+def test_real_scene_with_nodata_gdal_engine_matches_tiling_engine(shared_data, tmp_path, monkeypatch):
+    """The README's figures for nodata scenes: the real IKONOS pair with a slanted collar and a round
+    hole cut into both files (each on its own grid) and nodata 0 declared: identical nodata mask,
+    < 0.2 % of valid values more than 2 DN apart, all within 2 MS pixels of a hole, <= 1 DN beyond 12."""
+    from scipy import ndimage
+
+    paths = []
+    for name, f in (("pan", 1), ("ms", 4)):
+        with rasterio.open(shared_data / f"ikonos_scene_{name}.tif") as ds:
+            a, prof = ds.read(), ds.profile
+        yy, xx = np.mgrid[0:a.shape[1], 0:a.shape[2]] / a.shape[1]  # the same shapes on both (square) grids
+        a[:, (xx + 0.7 * yy < 0.25) | ((xx - 0.6) ** 2 + (yy - 0.6) ** 2 < 0.01)] = 0
+        prof.update(nodata=0)
+        paths.append(tmp_path / f"{name}.tif")
+        with rasterio.open(paths[-1], "w", **prof) as ds:
+            ds.write(a)
+    fast = pantiny.pansharpen(*paths, method="brovey", upsampling="cubic")
+    ref = _tiling_engine(monkeypatch, *paths, method="brovey", upsampling="cubic")
+    hole = (ref == 0).all(0)
+    assert np.array_equal((fast == 0).all(0), hole) and not (fast[:, ~hole] == 0).any()
+    d = np.abs(fast.astype(np.int64) - ref.astype(np.int64))
+    dist = ndimage.distance_transform_edt(~hole)
+    assert (d[:, ~hole] > 2).mean() < 0.002
+    assert dist[(d > 2).any(0)].max() <= 8 and d[:, dist > 12].max() <= 1

@@ -349,16 +349,15 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
     pair = _describe_pair(pan, ms, sensor, bands, ratio, nodata)
     gdal_bands = None if adapt else _gdal_brovey_bands(pair, method, upsampling, other_bands, method_options)
     holes = None
-    if gdal_bands is not None and gdal_bands[2] is not None:
+    if gdal_bands is not None:
         from . import gdal_engine
 
-        partial, holes = gdal_engine.ms_holes(pair.reader, gdal_bands[0], gdal_bands[2])
-        if partial:
-            _log.info("some MS pixels have some bands at the nodata value, not all: the tiling engine's rule")
-            gdal_bands = None
+        if gdal_bands[2] is not None:  # a nodata value: the MS's holes, or the tiling engine
+            partial, holes = gdal_engine.ms_holes(pair.reader, gdal_bands[0], gdal_bands[2])
+            if partial:
+                _log.info("some MS pixels have some bands at the nodata value, not all: the tiling engine's rule")
+                gdal_bands = None
     if gdal_bands is not None:  # exactly GDAL's method and resampling: GDAL's engine computes it
-        from . import gdal_engine
-
         _log.info("brovey with cubic upsampling: GDAL's pansharpening engine (VRTPansharpenedDataset)")
         spectral, weights, nd = gdal_bands
         kw = dict(weights=weights, threads=_threads(), nodata=nd)

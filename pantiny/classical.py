@@ -153,9 +153,9 @@ def _vec(values: Sequence[float]) -> torch.Tensor:
 
 def _weighted_sum(ms_up: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``sum_k w_k MS_k`` (B,1,H,W), accumulated band by band in float32 as GDAL does in double."""
-    out = ms_up[:, :1] * float(w[0])
+    out = ms_up[:, :1] * float(w[0])  # a new tensor: the other bands are added into it in place
     for k in range(1, ms_up.shape[1]):
-        out = out + ms_up[:, k:k + 1] * float(w[k])
+        out.add_(ms_up[:, k:k + 1] * float(w[k]))  # product rounded first, as before (alpha= may fuse)
     return out
 
 
@@ -216,10 +216,7 @@ def brovey_fit(ms_lr: torch.Tensor, pan_lr: torch.Tensor, sensor: Sensor, **opti
 def brovey_apply(ms_up: torch.Tensor, pan: torch.Tensor, state: State) -> torch.Tensor:
     _check_tile(ms_up, pan)
     ms_up = ms_up.clamp_min(0.0)  # bicubic undershoot; GDAL's resampled MS buffer is unsigned too
-    w = state["w"]
-    pseudo = ms_up[:, :1] * float(w[0])  # as _weighted_sum, accumulated in place (same sums)
-    for k in range(1, ms_up.shape[1]):
-        pseudo.add_(ms_up[:, k:k + 1], alpha=float(w[k]))
+    pseudo = _weighted_sum(ms_up, state["w"])
     p = pan if (state["a"], state["b"]) == (1.0, 0.0) else pan * state["a"] + state["b"]
     factor = p / pseudo  # inf or NaN where pseudo is ~0: replaced by 0 (GDAL's rule)
     factor.masked_fill_(pseudo.abs_() <= BROVEY_EPS, 0.0)

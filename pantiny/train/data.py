@@ -89,6 +89,17 @@ def _usable_samples(bad: np.ndarray, patch: Optional[int]) -> int:
     return max(1, int((bad.size - int(bad.sum())) // (patch * patch)))
 
 
+def _ms_holes_on_pan_grid(ms_dn: np.ndarray, nodata: float, ratio: int, shape: Tuple[int, int]) -> np.ndarray:
+    """(h,w) bool on the PAN grid (``shape``): PAN pixels within the bicubic support (2 MS pixels) of an
+    MS pixel of (C,h/ratio,w/ratio) ``ms_dn`` with every band at ``nodata``."""
+    hole = np.all(ms_dn == nodata, axis=0)
+    if not hole.any():
+        return np.zeros(shape, dtype=bool)
+    t = torch.from_numpy(hole.astype(np.float32))[None, None]  # dilated by 2 MS pixels (max-pool)
+    hole = torch.nn.functional.max_pool2d(t, 5, stride=1, padding=2)[0, 0].numpy() > 0
+    return hole.repeat(ratio, 0).repeat(ratio, 1)[:shape[0], :shape[1]]
+
+
 class _MaskedScene:
     """Patches of a scene held in memory, drawn only where its ``bad`` (h,w) mask of unusable pixels
     (nodata, or influenced by it) has no pixel: shared by :class:`WaldScene` and :class:`RRScene`."""
@@ -274,12 +285,8 @@ class FRScene:
         self.bad = np.zeros(self.pan.shape[-2:], dtype=bool)
         ms_nd = nodata if nodata is not None else ms_info.nodata
         pan_nd = nodata if nodata is not None else pan_info.nodata
-        if ms_nd is not None:  # an MS hole, widened by the bicubic support, at PAN resolution
-            hole = np.all(ms_dn == ms_nd, axis=0)
-            if hole.any():  # dilated by 2 MS pixels (max-pool), then onto the PAN grid
-                t = torch.from_numpy(hole.astype(np.float32))[None, None]
-                hole = torch.nn.functional.max_pool2d(t, 5, stride=1, padding=2)[0, 0].numpy() > 0
-                self.bad |= hole.repeat(ratio, 0).repeat(ratio, 1)
+        if ms_nd is not None:
+            self.bad |= _ms_holes_on_pan_grid(ms_dn, ms_nd, ratio, self.bad.shape)
         if pan_nd is not None:
             self.bad |= pan_dn[0] == pan_nd
         self._corners: Dict[int, np.ndarray] = {}
@@ -379,11 +386,7 @@ class RRScene(_MaskedScene):
         if nds[0] is not None:
             self.bad |= np.all(gt_dn == nds[0], axis=0)
         if nds[1] is not None:
-            hole = np.all(ms_dn == nds[1], axis=0)
-            if hole.any():  # dilated by the bicubic support (2 MS pixels), then onto the PAN grid
-                t = torch.from_numpy(hole.astype(np.float32))[None, None]
-                hole = torch.nn.functional.max_pool2d(t, 5, stride=1, padding=2)[0, 0].numpy() > 0
-                self.bad |= hole.repeat(ratio, 0).repeat(ratio, 1)[:h, :w]
+            self.bad |= _ms_holes_on_pan_grid(ms_dn, nds[1], ratio, (h, w))
         if nds[2] is not None:
             self.bad |= pan_dn[0] == nds[2]
         self._corners: Dict[int, np.ndarray] = {}
@@ -606,8 +609,8 @@ def corpus_sources(index: "str | os.PathLike[str]", *, split: str = "train",
     indices of R, G, B, NIR in file order) and ``files`` (``pan``, ``ms`` [, ``gt``], relative to the
     index's folder). Records are kept when their sensor is in ``sensors`` and their id in ``scenes``
     (when given) and not in ``exclude``. A record's ``nodata`` (DN, optional) marks its missing pixels,
-    else ``nodata`` (for all records; the files' own nodata values when both are None). Unknown scene ids in ``scenes``/``exclude`` are errors, so a
-    typo cannot silently move a held-out scene into training.
+    else ``nodata`` (for all records; the files' own nodata values when both are None). Unknown scene
+    ids in ``scenes``/``exclude`` are errors, so a typo cannot silently move a held-out scene into training.
 
     ``band_names`` (4 names from the records' ``bands`` lists) replaces ``band_map``: the model's R, G,
     B, NIR are read from those bands (scene name suffixed ``[Y,G,B,NIR1]``); records that lack one of

@@ -10,7 +10,9 @@ file's ``SENSOR`` tag) it computes, on the 4 model bands (R, G, B, NIR):
   toolbox definitions of :func:`pantiny.metrics.qnr`);
 
 for the model, EXP (the bicubic-upsampled MS, the model's own input) and every method of
-``pantiny.classical.METHODS``, all run through :func:`pantiny.pansharpen`. Scores are averaged over
+``pantiny.classical.METHODS``, all run through :func:`pantiny.pansharpen`. ``--adapt`` adds a row
+``pantiny+adapt``: the model adapted on each pair it fuses (``pansharpen(..., adapt=True)``, no
+reference: on the degraded pair for the reduced-resolution scores, on the original for QNR). Scores are averaged over
 the scenes of each sensor and printed as one markdown table per sensor.
 
 ``--rows A B`` scores only that band of each scene (fractions of its height), e.g. the part a
@@ -27,7 +29,7 @@ import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -60,12 +62,14 @@ def model_from(spec: str, manifest: Optional[str] = None) -> torch.nn.Module:
 
 def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module, methods: Sequence[str],
                 rows: Tuple[float, float] = (0.0, 1.0), bands: Optional[Sequence[int]] = None,
-                scale: Optional[float] = None, gt: Optional[str] = None) -> Tuple[str, Dict[str, Dict[str, float]]]:
+                scale: Optional[float] = None, gt: Optional[str] = None, adapt: Union[bool, dict] = False
+                ) -> Tuple[str, Dict[str, Dict[str, float]]]:
     """``(sensor name, {method: {metric: value}})`` for one scene (the ``rows`` band of it).
 
     ``bands`` / ``scale``: the scene's own R,G,B,NIR indices and maximum DN (corpus scenes); ``gt``: a
     published reduced-resolution triplet's reference (then PAN/MS are already degraded and are used
-    as they are for the reduced-resolution scores)."""
+    as they are for the reduced-resolution scores); ``adapt``: also score ``pantiny+adapt`` (True, or
+    :func:`pantiny.adapt` options)."""
     if gt is not None:
         scene = RRScene(pan, ms, gt, sensor, bands=bands, scale=scale)
     else:
@@ -79,6 +83,8 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
     pan_lr, ms_lr = (scene.pan * scale).numpy(), (scene.ms_lr * scale).numpy()
     ref = scene.gt.numpy() * scale
     outputs = {"EXP": scene.lms.numpy() * scale, "pantiny": pantiny.pansharpen(pan_lr, ms_lr, model=net, **kw)}
+    if adapt:
+        outputs["pantiny+adapt"] = pantiny.pansharpen(pan_lr, ms_lr, model=net, adapt=adapt, **kw)
     for m in methods:
         outputs[m] = pantiny.pansharpen(pan_lr, ms_lr, method=m, **kw)
     for name, out in outputs.items():
@@ -96,6 +102,8 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
     pan_full = rio_io.read(pan, window=(r0 * r, 0, (r1 - r0) * r, w * r)).astype(np.float32)
     fr = {"EXP": upsample(torch.from_numpy(ms_full)[None], r)[0].numpy(),
           "pantiny": pantiny.pansharpen(pan_full, ms_full, model=net, **kw)}
+    if adapt:
+        fr["pantiny+adapt"] = pantiny.pansharpen(pan_full, ms_full, model=net, adapt=adapt, **kw)
     for m in methods:
         fr[m] = pantiny.pansharpen(pan_full, ms_full, method=m, **kw)
     # The sensor's entry for a 4-band R,G,B,NIR cube (MTF gains of those bands, for HQNR's D_lambda_K).
@@ -115,6 +123,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="score only this band of each scene (fractions of its height)")
     ap.add_argument("--methods", nargs="*", default=sorted(METHODS), help="classical methods (default: all)")
     ap.add_argument("--manifest", default=None, help="weights manifest for a model name")
+    ap.add_argument("--adapt", action="store_true", help="also score the model adapted on each pair (pantiny+adapt)")
+    ap.add_argument("--adapt-steps", type=int, default=None, help="adaptation steps at most (default: pantiny's)")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-scene scores as JSON")
     ap.add_argument("--scenes", nargs="*", default=None,
                     help="with a corpus.json as FOLDER: the scene ids to score (default: all)")
@@ -132,10 +142,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not jobs:
         raise SystemExit(f"no scenes to score in {args.folder}")
     net = model_from(args.model, args.manifest)
+    adapt: Union[bool, dict] = args.adapt
+    if args.adapt and args.adapt_steps is not None:
+        adapt = {"steps": args.adapt_steps}
     per_sensor: Dict[str, Dict[str, List[Dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
     per_scene = {}
     for pan, ms, stem, sensor_arg, bands, scale, gt in jobs:
-        sensor, scores = score_scene(pan, ms, sensor_arg, net, args.methods, tuple(args.rows), bands, scale, gt)
+        sensor, scores = score_scene(pan, ms, sensor_arg, net, args.methods, tuple(args.rows), bands, scale, gt,
+                                     adapt)
         per_scene[stem] = {"sensor": sensor, "scores": scores}
         for name, sc in scores.items():
             per_sensor[sensor][name].append(sc)

@@ -31,9 +31,9 @@ def test_train_speed_prints_a_ratio_table(monkeypatch, capsys):
     assert all(float(r.split("|")[3]) > 0 for r in rows)
 
 
-def test_eval_heldout_scores_model_exp_and_classical(tmp_path, capsys):
-    mod = _load("eval_heldout")
-    pan, ms, _ = make_scene(128, "wv3", seed=11)
+def _held_out_folder(tmp_path, seed):
+    """A folder with one synthetic WV3 pair (128² PAN) and untrained pantiny-small weights."""
+    pan, ms, _ = make_scene(128, "wv3", seed=seed)
     folder = tmp_path / "held"
     folder.mkdir()
     write_tif(folder / "a_pan.tif", pan, gsd=0.5, tags={"SENSOR": "WV3"})
@@ -41,6 +41,12 @@ def test_eval_heldout_scores_model_exp_and_classical(tmp_path, capsys):
     torch.manual_seed(0)
     weights = tmp_path / "w.safetensors"
     save_weights(build_model("pantiny-small"), weights, architecture="pantiny-small")
+    return weights, folder
+
+
+def test_eval_heldout_scores_model_exp_and_classical(tmp_path, capsys):
+    mod = _load("eval_heldout")
+    weights, folder = _held_out_folder(tmp_path, seed=11)
     assert mod.main([str(weights), str(folder), "--methods", "brovey", "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
     assert "### wv3: 1 scene(s)" in out
@@ -55,14 +61,7 @@ def test_eval_heldout_scores_model_exp_and_classical(tmp_path, capsys):
 
 def test_eval_heldout_adapt_row_scores_the_model_adapted_on_each_pair(tmp_path, capsys):
     mod = _load("eval_heldout")
-    pan, ms, _ = make_scene(128, "wv3", seed=12)
-    folder = tmp_path / "held"
-    folder.mkdir()
-    write_tif(folder / "a_pan.tif", pan, gsd=0.5, tags={"SENSOR": "WV3"})
-    write_tif(folder / "a_ms.tif", ms, gsd=2.0, tags={"SENSOR": "WV3"})
-    torch.manual_seed(0)
-    weights = tmp_path / "w.safetensors"
-    save_weights(build_model("pantiny-small"), weights, architecture="pantiny-small")  # untrained
+    weights, folder = _held_out_folder(tmp_path, seed=12)  # an untrained model
     args = [str(weights), str(folder), "--methods", "brovey", "--adapt", "--adapt-steps", "4"]
     assert mod.main(args + ["--json", str(tmp_path / "s.json")]) == 0
     scores = json.loads((tmp_path / "s.json").read_text())["a"]["scores"]

@@ -12,8 +12,8 @@ file's ``SENSOR`` tag) it computes, on the 4 model bands (R, G, B, NIR):
 for the model, EXP (the bicubic-upsampled MS, the model's own input) and every method of
 ``pantiny.classical.METHODS``, all run through :func:`pantiny.pansharpen`. ``--adapt`` adds a row
 ``pantiny+adapt``: the model adapted on each pair it fuses (``pansharpen(..., adapt=True)``, no
-reference: on the degraded pair for the reduced-resolution scores, on the original for QNR). Scores are averaged over
-the scenes of each sensor and printed as one markdown table per sensor.
+reference: on the degraded pair for the reduced-resolution scores, on the original for QNR). Scores
+are averaged over the scenes of each sensor and printed as one markdown table per sensor.
 
 ``--rows A B`` scores only that band of each scene (fractions of its height), e.g. the part a
 training config held out (``rows = [0.8, 1.0]``), so training rows are never scored.

@@ -46,8 +46,10 @@ def test_kept_heap_reuses_freed_buffers_instead_of_faulting_them_in_again():
     # glibc's defaults map the chunks' buffers afresh (measured: 0.23-1.2 faults per pixel; fewer
     # when glibc's dynamic mmap threshold has risen, e.g. with another process busy on the machine)
     assert default["faults"] > pixels // 16, (default, kept)
-    # kept: the freed buffers are reused from the heap (measured: ~170 faults in all, 700x fewer)
-    assert kept["faults"] * 20 < default["faults"], (default, kept)
+    # kept: the freed buffers are reused from the heap (measured: 0-2100 faults in all, i.e. at most 0.02
+    # per pixel; the default's count varies 23k-196k from run to run, so the ratio is 12x to > 1000x)
+    assert kept["faults"] < pixels // 24, (default, kept)
+    assert kept["faults"] * 8 < default["faults"], (default, kept)
 
 
 def test_disabled_by_the_environment(monkeypatch):

@@ -573,6 +573,43 @@ def test_joint_stage_adds_the_full_resolution_loss_to_the_composite_one(wv3_pair
     assert all(torch.equal(resumed[k], after[k]) for k in after)
 
 
+def test_export_wise_ships_the_interpolation_between_start_and_fine_tuned_weights(wv3_pair, tmp_path, capsys):
+    """`pantiny train export --wise A`: the shipped weights are (1 - A) * the run's [run] init + A * its
+    trained weights, key by key; the manifest records A and the start weights; a run without init, a
+    missing start file and A outside (0, 1] are refused with a message naming the problem."""
+    from pantiny.train.export import export
+    from pantiny.train.loop import trained_weights
+    from pantiny.weights import manifest_entry
+
+    train(_cfg(tmp_path / "s1", wv3_pair, run={"steps": 2}), progress=False)
+    init = tmp_path / "s1" / "run" / "checkpoint.pt"
+    fine = _cfg(tmp_path / "s2", wv3_pair, run={"stage": "fr", "init": str(init), "steps": 2, "patch": 32})
+    ck_path = train(fine, progress=False)["checkpoint"]
+    start, tuned = trained_weights(load_checkpoint(init)), trained_weights(load_checkpoint(ck_path))
+    manifest = tmp_path / "m.json"
+    assert main(["train", "export", str(ck_path), "--name", "w", "--out", str(tmp_path / "w.safetensors"),
+                 "--manifest", str(manifest), "--wise", "0.7"]) == 0
+    shipped = load_model("w", manifest_path=manifest).state_dict()
+    moved = 0.0
+    for k, v in shipped.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.3 * start[k] + 0.7 * tuned[k], rtol=1e-5, atol=1e-7)
+            moved = max(moved, float((v - tuned[k]).abs().max()))
+    assert moved > 0  # not the trained weights themselves
+    entry = manifest_entry("w", manifest)
+    assert entry["training"]["wise"] == 0.7 and entry["training"]["init"] == "run/checkpoint.pt"
+    # default 1: the trained weights, bit for bit
+    export(ck_path, "t", tmp_path / "t.safetensors", manifest=manifest)
+    plain = load_model("t", manifest_path=manifest).state_dict()
+    assert all(torch.equal(plain[k], tuned[k]) for k in tuned)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        export(ck_path, "x", tmp_path / "x.safetensors", manifest=manifest, wise=1.5)
+    with pytest.raises(ValueError, match="not fine-tuned"):
+        export(init, "x", tmp_path / "x.safetensors", manifest=manifest, wise=0.5)
+    with pytest.raises(ValueError, match="not found"):
+        export(ck_path, "x", tmp_path / "x.safetensors", manifest=manifest, wise=0.5, init=tmp_path / "gone.pt")
+
+
 def test_fr_sensors_restricts_the_full_resolution_half_of_a_joint_run(wv3_pair, tmp_path, monkeypatch):
     """[run] fr_sensors: the full-resolution crops of stage "joint" come only from scenes of the named
     sensors (aliases accepted), the reduced-resolution half still from every scene; a selection that

@@ -37,7 +37,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
-    entry = export(args.checkpoint, args.name, args.out, manifest=args.manifest, description=args.description)
+    entry = export(args.checkpoint, args.name, args.out, manifest=args.manifest, description=args.description,
+                   wise=args.wise, init=args.init)
     print(f"wrote {args.out} ({entry['size']} bytes, sha256 {entry['sha256'][:12]}...) as {entry['name']!r} "
           f"in {args.manifest or 'the package manifest'}")
     if args.json:
@@ -66,5 +67,9 @@ def register(sub: Any) -> None:
     e.add_argument("--out", required=True, help="output .safetensors file")
     e.add_argument("--manifest", default=None, help="weights_manifest.json to update (default: one beside --out)")
     e.add_argument("--description", default="", help="free text stored in the manifest entry")
+    e.add_argument("--wise", type=float, default=1.0, metavar="ALPHA",
+                   help="ship (1 - ALPHA) * start weights + ALPHA * trained weights (WiSE-FT) for a fine-tuning "
+                        "run; default 1: the trained weights")
+    e.add_argument("--init", default=None, help="start weights for --wise (default: the run's [run] init)")
     e.add_argument("--json", action="store_true", help="print the manifest entry")
     e.set_defaults(func=_cmd_export)

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict
 
+import torch
+
 from ..errors import InputError
 from ..models import build_model
 from ..weights import MANIFEST_PATH, PACKAGE_DIR, save_weights, upsert_manifest_entry
@@ -34,8 +36,27 @@ def manifest_file_field(out: "str | os.PathLike[str]", manifest: "str | os.PathL
     return str(out_p)
 
 
+def interpolate_weights(init: Dict[str, torch.Tensor], trained: Dict[str, torch.Tensor],
+                        alpha: float) -> Dict[str, torch.Tensor]:
+    """``(1 - alpha) * init + alpha * trained`` key by key (WiSE-FT, Wortsman et al. 2022): a fine-tuned
+    model moved back part of the way toward the weights it started from. Non-float entries come from
+    ``trained``. ``alpha`` in (0, 1]; 1 returns ``trained``."""
+    if not 0.0 < alpha <= 1.0:
+        raise InputError(f"the interpolation weight must be in (0, 1] (1 = the trained weights), got {alpha}")
+    if set(init) != set(trained):
+        raise InputError("the init weights and the trained weights are of different architectures")
+    out = {}
+    for k, t in trained.items():
+        if t.is_floating_point():
+            out[k] = ((1.0 - alpha) * init[k].to(torch.float64) + alpha * t.to(torch.float64)).to(t.dtype)
+        else:
+            out[k] = t
+    return out
+
+
 def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathLike[str]", *,
-           manifest: "str | os.PathLike[str] | None" = None, description: str = "") -> Dict[str, Any]:
+           manifest: "str | os.PathLike[str] | None" = None, description: str = "",
+           wise: float = 1.0, init: "str | os.PathLike[str] | None" = None) -> Dict[str, Any]:
     """Write ``out`` (safetensors) from a training ``checkpoint`` and add/replace entry ``name`` in the
     manifest (default: ``weights_manifest.json`` beside ``out``; the package's own manifest only when
     passed explicitly). Returns the entry.
@@ -45,6 +66,9 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
     seed, optimiser, loss) and the last per-sensor validation scores, so that
     ``pantiny.weights.load_model(name, manifest_path=...)`` and ``pantiny.pansharpen(..., model=...)``
     can use the weights.
+
+    ``wise`` < 1 ships ``(1 - wise) * init + wise * trained`` (:func:`interpolate_weights`) for a
+    fine-tuning run: ``init`` is the run's ``[run] init`` (checkpoint.pt or .safetensors) unless given.
     """
     if not name or not name.strip() or "/" in name or name.endswith(".safetensors"):
         raise InputError(f"invalid weights name {name!r}: use a plain name such as 'my-model'")
@@ -54,7 +78,19 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
     cfg = json.loads(ck["config"])
     used = json.loads(ck["data_used"])
     model = build_model(ck["model_name"])
-    model.load_state_dict(trained_weights(ck))
+    weights = trained_weights(ck)
+    init_name = cfg["run"].get("init")
+    if wise != 1.0:
+        init = init if init is not None else init_name
+        if init is None:
+            raise InputError(f"{checkpoint} was not fine-tuned from other weights ([run] init is unset): "
+                             "there is nothing to interpolate toward; pass the start weights with --init")
+        if not str(init).endswith((".pt", ".safetensors")) or not Path(init).is_file():
+            raise InputError(f"interpolation start weights {init} not found (a checkpoint.pt or .safetensors "
+                             "file): pass them with --init")
+        init_name = str(init)
+        weights = interpolate_weights(_state_dict_of(init, ck["model_name"]), weights, wise)
+    model.load_state_dict(weights)
     info = save_weights(model, out, architecture=ck["model_name"],
                         metadata={"name": name, "steps": ck["step"], "config": ck["config"]})
     # Default: a manifest beside the weights, never the installed package's own (pass it explicitly
@@ -82,7 +118,9 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
             "ema": cfg["run"].get("ema", 0.0),
             "stage": cfg["run"].get("stage", "rr"),
             # a fine-tuning run starts from other weights: name them (run folder / file, no machine path)
-            "init": "/".join(Path(cfg["run"]["init"]).parts[-2:]) if cfg["run"].get("init") else None,
+            "init": "/".join(Path(init_name).parts[-2:]) if init_name else None,
+            # WiSE-FT: the shipped weights are (1 - wise) * init + wise * the trained ones
+            "wise": wise,
             "optimiser": cfg["optim"],
             "loss": cfg["loss"],
             "pantiny_version": ck.get("versions", {}).get("pantiny"),
@@ -92,3 +130,12 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
     }
     upsert_manifest_entry(entry, man)
     return entry
+
+
+def _state_dict_of(path: "str | os.PathLike[str]", architecture: str) -> Dict[str, torch.Tensor]:
+    """The weights in a training checkpoint.pt or a safetensors file, checked against ``architecture``."""
+    if str(path).endswith(".pt"):
+        return trained_weights(load_checkpoint(path))
+    from ..weights import load_model
+
+    return load_model(str(path), architecture=architecture).state_dict()

@@ -15,6 +15,9 @@ for the model, EXP (the bicubic-upsampled MS, the model's own input) and every m
 reference: on the degraded pair for the reduced-resolution scores, on the original for QNR). Scores
 are averaged over the scenes of each sensor and printed as one markdown table per sensor.
 
+``--pan-gain G`` multiplies every PAN by ``G`` (inputs and QNR): robustness to products whose PAN and
+MS are not on one radiometric scale.
+
 ``--rows A B`` scores only that band of each scene (fractions of its height), e.g. the part a
 training config held out (``rows = [0.8, 1.0]``), so training rows are never scored.
 
@@ -62,14 +65,15 @@ def model_from(spec: str, manifest: Optional[str] = None) -> torch.nn.Module:
 
 def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module, methods: Sequence[str],
                 rows: Tuple[float, float] = (0.0, 1.0), bands: Optional[Sequence[int]] = None,
-                scale: Optional[float] = None, gt: Optional[str] = None, adapt: Union[bool, dict] = False
-                ) -> Tuple[str, Dict[str, Dict[str, float]]]:
+                scale: Optional[float] = None, gt: Optional[str] = None, adapt: Union[bool, dict] = False,
+                pan_gain: float = 1.0) -> Tuple[str, Dict[str, Dict[str, float]]]:
     """``(sensor name, {method: {metric: value}})`` for one scene (the ``rows`` band of it).
 
     ``bands`` / ``scale``: the scene's own R,G,B,NIR indices and maximum DN (corpus scenes); ``gt``: a
     published reduced-resolution triplet's reference (then PAN/MS are already degraded and are used
     as they are for the reduced-resolution scores); ``adapt``: also score ``pantiny+adapt`` (True, or
-    :func:`pantiny.adapt` options)."""
+    :func:`pantiny.adapt` options); ``pan_gain``: multiply the PAN by it (at both resolutions, inputs and
+    QNR alike), as a product whose PAN is on another radiometric scale than its MS would be."""
     if gt is not None:
         scene = RRScene(pan, ms, gt, sensor, bands=bands, scale=scale)
     else:
@@ -80,7 +84,7 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
     scores: Dict[str, Dict[str, float]] = defaultdict(dict)
 
     # Reduced resolution, in DN, model bands in model order (inputs are 4-band R,G,B,NIR arrays).
-    pan_lr, ms_lr = (scene.pan * scale).numpy(), (scene.ms_lr * scale).numpy()
+    pan_lr, ms_lr = (scene.pan * (scale * pan_gain)).numpy(), (scene.ms_lr * scale).numpy()
     ref = scene.gt.numpy() * scale
     outputs = {"EXP": scene.lms.numpy() * scale, "pantiny": pantiny.pansharpen(pan_lr, ms_lr, model=net, **kw)}
     if adapt:
@@ -99,7 +103,7 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
     h, w = h - h % r, w - w % r  # the rounding WaldScene uses, so RR and FR score the same rows
     r0, r1 = int(round(rows[0] * h / r)) * r, int(round(rows[1] * h / r)) * r
     ms_full = rio_io.read(ms, window=(r0, 0, r1 - r0, w), bands=model_bands).astype(np.float32)
-    pan_full = rio_io.read(pan, window=(r0 * r, 0, (r1 - r0) * r, w * r)).astype(np.float32)
+    pan_full = rio_io.read(pan, window=(r0 * r, 0, (r1 - r0) * r, w * r)).astype(np.float32) * np.float32(pan_gain)
     fr = {"EXP": upsample(torch.from_numpy(ms_full)[None], r)[0].numpy(),
           "pantiny": pantiny.pansharpen(pan_full, ms_full, model=net, **kw)}
     if adapt:
@@ -125,6 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--manifest", default=None, help="weights manifest for a model name")
     ap.add_argument("--adapt", action="store_true", help="also score the model adapted on each pair (pantiny+adapt)")
     ap.add_argument("--adapt-steps", type=int, default=None, help="adaptation steps at most (default: pantiny's)")
+    ap.add_argument("--pan-gain", type=float, default=1.0,
+                    help="multiply every PAN by this gain (robustness to PAN/MS radiometric mismatch)")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-scene scores as JSON")
     ap.add_argument("--scenes", nargs="*", default=None,
                     help="with a corpus.json as FOLDER: the scene ids to score (default: all)")
@@ -149,7 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     per_scene = {}
     for pan, ms, stem, sensor_arg, bands, scale, gt in jobs:
         sensor, scores = score_scene(pan, ms, sensor_arg, net, args.methods, tuple(args.rows), bands, scale, gt,
-                                     adapt)
+                                     adapt, args.pan_gain)
         per_scene[stem] = {"sensor": sensor, "scores": scores}
         for name, sc in scores.items():
             per_sensor[sensor][name].append(sc)

@@ -491,7 +491,8 @@ def _emit(dn_strips: Iterator[Tuple[int, np.ndarray]], pair: _Pair, channels: Se
     with rio_io.AtomicGeoTIFFWriter(out, count=n, height=h, width=w, dtype=dtype, crs=pair.pan.crs,
                                     transform=pair.pan.transform, nodata=out_nodata, protect=(pan, ms),
                                     tags={"SENSOR": pair.sensor.name.upper()}, overwrite=overwrite, cog=cog,
-                                    creation_options=creation_options, descriptions=names) as writer:
+                                    creation_options=creation_options, descriptions=names,
+                                    threads=_threads()) as writer:
         for row, y in dn_strips:
             writer.write(row, y)
     return Path(out)

@@ -265,6 +265,7 @@ class AtomicGeoTIFFWriter:
     included), into the temporary file that is then renamed. ``creation_options`` (GDAL's, of the
     ``COG`` or ``GTiff`` driver) override the defaults and are checked first
     (:func:`check_creation_options`). ``descriptions`` name the bands (GDAL band descriptions).
+    ``threads`` > 1: GDAL compresses blocks with that many threads (``NUM_THREADS``; same file content).
     """
 
     def __init__(self, path: "str | os.PathLike[str]", *, count: int, height: int, width: int,
@@ -272,7 +273,7 @@ class AtomicGeoTIFFWriter:
                  protect: Sequence["str | os.PathLike[str]"] = (), tags: Optional[Dict[str, str]] = None,
                  compress: str = "deflate", overwrite: bool = True, cog: bool = False,
                  creation_options: Optional[Mapping[str, Any]] = None,
-                 descriptions: Optional[Sequence[Optional[str]]] = None) -> None:
+                 descriptions: Optional[Sequence[Optional[str]]] = None, threads: int = 1) -> None:
         self.path = Path(path)
         for p in protect:
             if Path(p).exists() and self.path.exists() and os.path.samefile(p, self.path):
@@ -290,11 +291,15 @@ class AtomicGeoTIFFWriter:
             self.options.update(TILED="YES", BLOCKXSIZE=str(block), BLOCKYSIZE=str(block))
         if np.dtype(dtype).kind in "ui" and compress == "deflate":
             self.options["PREDICTOR"] = "2"
+        if threads > 1 and compress.upper() != "NONE":
+            # GDAL compresses the blocks in worker threads: deflate on one core took longer than a
+            # classical fusion of the same scene (IKONOS 1280², 4 x uint16: 0.47 s)
+            self.options["NUM_THREADS"] = str(int(threads))
         user = check_creation_options(creation_options, cog=cog, count=count, dtype=dtype)
         self.cog_options: Optional[Dict[str, str]] = None
         if cog:  # the intermediate keeps the defaults; the user's options shape the COG
             self.cog_options = {**COG_DEFAULTS, **{k: v for k, v in self.options.items()
-                                                   if k in ("COMPRESS", "PREDICTOR")}, **user}
+                                                   if k in ("COMPRESS", "PREDICTOR", "NUM_THREADS")}, **user}
         else:
             self.options.update(user)
         self.tags = tags or {}

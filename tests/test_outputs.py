@@ -118,6 +118,34 @@ def test_creation_options_override_the_defaults(tmp_path, capsys):
     assert_cog(tmp_path / "z.tif")
 
 
+@pytest.mark.parametrize("cog", [False, True])
+def test_threaded_compression_writes_the_same_file(big_pair, tmp_path, cog):
+    """The writer hands GDAL NUM_THREADS for compression (the fusion's thread count): the same pixels,
+    compression and layout as one thread; a user's NUM_THREADS creation option wins."""
+    from pantiny.io import AtomicGeoTIFFWriter
+
+    with rasterio.open(big_pair[1]) as src:
+        data, crs, transform = src.read(), src.crs, src.transform
+    paths = {}
+    for threads in (1, 2):
+        w = AtomicGeoTIFFWriter(tmp_path / f"t{threads}.tif", count=data.shape[0], height=data.shape[1],
+                                width=data.shape[2], dtype=data.dtype, crs=crs, transform=transform,
+                                cog=cog, threads=threads)
+        opts = w.options if w.cog_options is None else w.cog_options
+        assert opts.get("NUM_THREADS") == (None if threads == 1 else "2")
+        with w:
+            w.write(0, data[:, :100])
+            w.write(100, data[:, 100:])
+        paths[threads] = w.path
+    with rasterio.open(paths[1]) as a, rasterio.open(paths[2]) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert b.compression.name == "deflate" and a.block_shapes == b.block_shapes
+    assert paths[1].read_bytes() == paths[2].read_bytes()  # blocks are compressed independently
+    user = AtomicGeoTIFFWriter(tmp_path / "u.tif", count=1, height=64, width=64, dtype=np.uint16, crs=crs,
+                               transform=transform, threads=2, creation_options={"NUM_THREADS": "1"})
+    assert user.options["NUM_THREADS"] == "1"
+
+
 @pytest.mark.parametrize("cog", [True, False])
 @pytest.mark.parametrize("bad", [{"NO_SUCH_OPTION": "1"}, {"COMPRESS": "SQUEEZE"}, {"BLOCKSIZE": "abc"}])
 def test_bad_creation_options_are_a_clear_error_before_writing(tmp_path, bad, cog):

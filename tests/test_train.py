@@ -598,6 +598,13 @@ def test_export_wise_ships_the_interpolation_between_start_and_fine_tuned_weight
     assert moved > 0  # not the trained weights themselves
     entry = manifest_entry("w", manifest)
     assert entry["training"]["wise"] == 0.7 and entry["training"]["init"] == "run/checkpoint.pt"
+    # its validation scores are the interpolated weights', not the run's last validation
+    from pantiny.train.loop import open_sources, validate
+
+    own = validate(load_model("w", manifest_path=manifest), open_sources(fine, "val"), torch.device("cpu"),
+                   patch=fine.run.patch)
+    assert entry["metrics"]["wv3"]["psnr"] == pytest.approx(own["wv3"]["psnr"], abs=1e-6)
+    assert entry["metrics"]["wv3"]["psnr"] != pytest.approx(load_checkpoint(ck_path)["val"]["wv3"]["psnr"], abs=1e-9)
     # default 1: the trained weights, bit for bit
     export(ck_path, "t", tmp_path / "t.safetensors", manifest=manifest)
     plain = load_model("t", manifest_path=manifest).state_dict()

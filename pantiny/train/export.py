@@ -91,6 +91,8 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
         init_name = str(init)
         weights = interpolate_weights(_state_dict_of(init, ck["model_name"]), weights, wise)
     model.load_state_dict(weights)
+    # The run's last validation scored its own weights; interpolated ones are validated afresh.
+    metrics = (ck.get("val") or {}) if wise == 1.0 else _validate(model, cfg)
     info = save_weights(model, out, architecture=ck["model_name"],
                         metadata={"name": name, "steps": ck["step"], "config": ck["config"]})
     # Default: a manifest beside the weights, never the installed package's own (pass it explicitly
@@ -126,7 +128,7 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
             "pantiny_version": ck.get("versions", {}).get("pantiny"),
             "torch_version": ck.get("versions", {}).get("torch"),
         },
-        "metrics": ck.get("val") or {},
+        "metrics": metrics,
     }
     upsert_manifest_entry(entry, man)
     return entry
@@ -139,3 +141,17 @@ def _state_dict_of(path: "str | os.PathLike[str]", architecture: str) -> Dict[st
     from ..weights import load_model
 
     return load_model(str(path), architecture=architecture).state_dict()
+
+
+def _validate(model: torch.nn.Module, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Per-sensor validation scores of ``model`` on the validation sources of the run's config (the
+    run's own protocol, :func:`pantiny.train.loop.validate`); empty when they cannot be opened here."""
+    from .config import from_dict
+    from .loop import open_sources, validate
+
+    try:
+        run_cfg = from_dict(cfg)  # the checkpoint's config is resolved: absolute paths
+        sets = open_sources(run_cfg, "val")
+    except (OSError, ValueError):
+        return {}
+    return validate(model, sets, torch.device("cpu"), patch=run_cfg.run.patch) if sets else {}

@@ -35,6 +35,11 @@ Reported per output:
   way, compared with the original MS: ``PSNR`` (dB, peak = sensor max DN), ``SAM`` (degrees),
   ``ERGAS``.
 
+``--write``: every tool writes its result to a GeoTIFF instead (file to file, as from the command
+line): GDAL copies its pansharpened VRT with the creation options pantiny's writer uses (tiled
+256², DEFLATE, PREDICTOR=2, ``NUM_THREADS`` = ``--threads``), pantiny fuses with ``out=``; the
+scores are computed on the files read back (not timed).
+
 The machine this runs on is usually shared: timings are indicative, compare ratios, not absolutes.
 """
 
@@ -307,16 +312,22 @@ def run(args: argparse.Namespace) -> str:
             mpix = h * w / 1e6
 
             runs: List[Tuple[str, Callable[[Path, Path], np.ndarray], int, bool]] = []
+            out_tif = Path(tmp) / "out.tif"
+            dest = {"out": out_tif} if args.write else {}
             if have_gdal:
-                runs.append(("GDAL Brovey (cubic)", lambda p, m: gdal_engine.brovey(  # nodata as gdal_pansharpen
-                    p, m, gdal_bands, threads=args.threads, nodata=sc.nodata), args.repeat, True))
+                if args.write:
+                    runs.append(("GDAL Brovey (cubic)", lambda p, m: gdal_write(
+                        p, m, gdal_bands, out_tif, threads=args.threads, nodata=sc.nodata), args.repeat, True))
+                else:
+                    runs.append(("GDAL Brovey (cubic)", lambda p, m: gdal_engine.brovey(  # nodata as gdal_pansharpen
+                        p, m, gdal_bands, threads=args.threads, nodata=sc.nodata), args.repeat, True))
             for meth in methods:
                 runs.append((f"pantiny {meth}", lambda p, m, meth=meth: pansharpen(
-                    str(p), str(m), method=meth, sensor=sc.sensor or None, device="cpu"), args.repeat, True))
+                    str(p), str(m), method=meth, sensor=sc.sensor or None, device="cpu", **dest), args.repeat, True))
                 if meth == "brovey":  # GDAL's resampling: the scene goes to GDAL's engine when it can
                     runs.append(("pantiny brovey --upsampling cubic", lambda p, m: pansharpen(
                         str(p), str(m), method="brovey", upsampling="cubic", sensor=sc.sensor or None,
-                        device="cpu"), args.repeat, True))
+                        device="cpu", **dest), args.repeat, True))
             if have_otb:
                 for om in otb_methods:
                     runs.append((f"OTB {om}", lambda p, m, om=om: otb_pansharpen(
@@ -325,7 +336,7 @@ def run(args: argparse.Namespace) -> str:
             if model is not None:
                 runs.append((f"pantiny model ({args.attention} attention)", lambda p, m: pansharpen(
                     str(p), str(m), model=model, sensor=sc.sensor or None, device="cpu",
-                    attention=args.attention), args.model_repeat, False))
+                    attention=args.attention, **dest), args.model_repeat, False))
 
             if have_gdal:  # same formula check: with nearest MS resampling both see the same MS
                 g = gdal_engine.brovey(sc.pan_path, sc.ms_path, gdal_bands, resampling="Nearest", threads=args.threads)
@@ -344,8 +355,9 @@ def run(args: argparse.Namespace) -> str:
                     gdal_speed = speed
                 if label == "OTB lmvm":
                     otb_speed = speed
+                out = _as_array(out)
                 q = qnr(sc.pan, sc.ms, out, sensor=sc.sensor or None)
-                rr = fn(rr_pan, rr_ms).astype(np.float64)
+                rr = _as_array(fn(rr_pan, rr_ms)).astype(np.float64)
                 rows.append({
                     "scene": f"{sc.name} ({s.name.upper()}, {w}x{h})", "method": label,
                     "mpix_s": speed, "ratio": None if gdal_speed is None else speed / gdal_speed,
@@ -357,6 +369,26 @@ def run(args: argparse.Namespace) -> str:
                 if args.verbose:
                     print(f"  {sc.name}: {label} done in {time.perf_counter() - t_start:.1f} s", file=sys.stderr)
     return render(rows, notes, args)
+
+
+def gdal_write(pan: Path, ms: Path, bands: Sequence[int], out: Path, *, threads: int,
+               nodata: Optional[float]) -> Path:
+    """GDAL's weighted Brovey written to ``out`` with the creation options of pantiny's writer."""
+    import rasterio.shutil
+    from pantiny import gdal_engine
+
+    with rasterio.open(gdal_engine.brovey_vrt_xml(pan, ms, bands, threads=threads, nodata=nodata)) as src:
+        rasterio.shutil.copy(src, out, driver="GTiff", COMPRESS="DEFLATE", PREDICTOR="2", TILED="YES",
+                             BLOCKXSIZE="256", BLOCKYSIZE="256", NUM_THREADS=str(threads))
+    return out
+
+
+def _as_array(x: object) -> np.ndarray:
+    """A result array, read back from the file when the run wrote one (``--write``)."""
+    if isinstance(x, Path):
+        with rasterio.open(x) as ds:
+            return ds.read()
+    return x  # type: ignore[return-value]
 
 
 def _bands(scene: Scene, s) -> Tuple[object, Tuple[int, ...]]:
@@ -382,7 +414,8 @@ def render(rows: List[Dict[str, object]], notes: List[str], args: argparse.Names
             for r in rows]
     info = (f"pantiny vs GDAL and Orfeo ToolBox pansharpening - {platform.machine()}, {os.cpu_count()} CPUs, "
             f"{args.threads} threads (torch and GDAL NumThreads), torch {torch.__version__}, "
-            f"GDAL {rasterio.__gdal_version__} (rasterio {rasterio.__version__}); best of {args.repeat} "
+            f"GDAL {rasterio.__gdal_version__} (rasterio {rasterio.__version__}); "
+            f"{'file to file (--write)' if args.write else 'files to an array'}; best of {args.repeat} "
             f"timed runs after a warm-up; peak MB = VmHWM above the pre-call RSS; QNR = pantiny.metrics.qnr "
             f"(toolbox variant); RR = Wald protocol (MTF degradation by 4), PSNR peak = sensor max DN.")
     lines = [info, "", *head, *body]
@@ -406,6 +439,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--model-repeat", type=int, default=1, help="timed runs of the model (no warm-up run)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads and GDAL NumThreads")
     ap.add_argument("--data-dir", default=str(SHARED_DATA), help="folder with the real scenes")
+    ap.add_argument("--write", action="store_true",
+                    help="file to file: every tool writes a compressed GeoTIFF (see the module docstring)")
     ap.add_argument("--out", help="also write the markdown table to this file")
     ap.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = ap.parse_args(argv)

@@ -367,7 +367,8 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
             if nd is not None:
                 list(gdal_engine.pantiny_nodata([(0, whole)], pair.reader, holes, nd, ratio))  # in place
             return whole
-        dn_strips = gdal_engine.brovey_strips(pan, ms, bands_1, rows=_GDAL_STRIP, **kw)  # type: ignore[arg-type]
+        rows = _GDAL_STRIP if out is None else _GDAL_WRITE_STRIP
+        dn_strips = gdal_engine.brovey_strips(pan, ms, bands_1, rows=rows, **kw)  # type: ignore[arg-type]
         if nd is not None:
             dn_strips = gdal_engine.pantiny_nodata(dn_strips, pair.reader, holes, nd, ratio)
         return _emit(dn_strips, pair, list(pair.model_idx), pan=pan, ms=ms, out=out, out_nodata=nd,
@@ -419,6 +420,9 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
 #: PAN rows per read from GDAL's engine: one read for small scenes (each read has a fixed cost),
 #: bounded memory and cache-friendly strips for large ones (measured: benchmarks/vs_peers.py).
 _GDAL_STRIP = 2048
+#: The same when writing a file, where only a strip is held at a time: 26 MPix IKONOS mosaic file to
+#: file, 2048 -> 512 rows: peak RSS 276 -> 74 MB (GDAL's own copy 116 MB), same speed.
+_GDAL_WRITE_STRIP = 512
 
 
 def _threads() -> int:

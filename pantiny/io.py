@@ -251,6 +251,21 @@ def _probe_child() -> None:
         report(_gdal_cause(e))
 
 
+#: GDAL block cache (MB) while pantiny writes a GeoTIFF, unless the caller set ``GDAL_CACHEMAX``:
+#: dirty blocks go to disk as it fills (measured, ``vs_peers.py --write``: same speed, lower peak RSS).
+WRITE_CACHE_MB = 64
+
+
+def _cachemax_unset(rio: Any) -> bool:
+    """Whether neither the environment nor an active ``rasterio.Env`` sets ``GDAL_CACHEMAX``."""
+    if "GDAL_CACHEMAX" in os.environ:
+        return False
+    try:
+        return "GDAL_CACHEMAX" not in rio.env.getenv()
+    except Exception:  # noqa: BLE001 - no active Env (rasterio raises EnvError)
+        return True
+
+
 class AtomicGeoTIFFWriter:
     """Write a tiled, compressed GeoTIFF window by window to a temporary file, renamed on success.
 
@@ -312,6 +327,10 @@ class AtomicGeoTIFFWriter:
         rio = _rasterio()
         self._stack = ExitStack()
         try:
+            if _cachemax_unset(rio):
+                # Written blocks wait in GDAL's block cache (default 5 % of RAM) until it fills or the
+                # file closes: a 26 MPix 4-band output kept ~120 MB more resident than GDAL's own copy.
+                self._stack.enter_context(rio.Env(GDAL_CACHEMAX=WRITE_CACHE_MB))
             self._tmp = self._stack.enter_context(
                 atomic_path(self.path, overwrite=self.overwrite, lock=True, suffix=".tmp.tif"))
             # With cog the pixels go to an intermediate first (removed before the rename, see __exit__).

@@ -146,6 +146,33 @@ def test_threaded_compression_writes_the_same_file(big_pair, tmp_path, cog):
     assert user.options["NUM_THREADS"] == "1"
 
 
+def test_writer_bounds_gdal_block_cache_unless_the_caller_set_it(tmp_path, monkeypatch):
+    """While a GeoTIFF is written GDAL's block cache is WRITE_CACHE_MB (written blocks go to disk as it
+    fills instead of staying resident until the file closes); a GDAL_CACHEMAX set by the caller, in
+    the environment or a rasterio.Env, is kept; afterwards the caller's settings are back."""
+    from rasterio.transform import from_origin
+
+    from pantiny.io import WRITE_CACHE_MB, AtomicGeoTIFFWriter
+
+    def cache_while_writing(name):
+        w = AtomicGeoTIFFWriter(tmp_path / name, count=1, height=64, width=64, dtype=np.uint16,
+                                crs="EPSG:32633", transform=from_origin(500000.0, 4000000.0, 1.0, 1.0))
+        with w:
+            seen = rasterio.env.getenv().get("GDAL_CACHEMAX") if rasterio.env.hasenv() else None
+            w.write(0, np.ones((1, 64, 64), np.uint16))
+        with rasterio.open(w.path) as ds:
+            assert ds.read(1).sum() == 64 * 64
+        return seen
+
+    assert cache_while_writing("a.tif") == WRITE_CACHE_MB
+    assert not rasterio.env.hasenv()  # the writer's Env is gone
+    with rasterio.Env(GDAL_CACHEMAX=512):
+        assert cache_while_writing("b.tif") == 512
+        assert rasterio.env.getenv()["GDAL_CACHEMAX"] == 512
+    monkeypatch.setenv("GDAL_CACHEMAX", "300")
+    assert cache_while_writing("c.tif") is None  # the environment's value: no Env of ours
+
+
 @pytest.mark.parametrize("cog", [True, False])
 @pytest.mark.parametrize("bad", [{"NO_SUCH_OPTION": "1"}, {"COMPRESS": "SQUEEZE"}, {"BLOCKSIZE": "abc"}])
 def test_bad_creation_options_are_a_clear_error_before_writing(tmp_path, bad, cog):

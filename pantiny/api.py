@@ -557,12 +557,11 @@ def _all_finite(t: "torch.Tensor") -> bool:
 
 def _denormalise(fused: np.ndarray, valid: np.ndarray, order: np.ndarray, scale: float, dtype: np.dtype,
                  nodata: Optional[float]) -> np.ndarray:
-    """Fused unit-range channels (C,h,w) -> DN in ``dtype``, input band order, nodata where invalid."""
-    import torch
+    """Fused unit-range channels (C,h,w) float32 -> DN in ``dtype``, input band order, nodata where
+    invalid. ``fused`` is consumed (scaled in place): the strips of the tiling engine are the caller's."""
+    from .normalize import from_unit_consuming
 
-    from .normalize import from_unit
-
-    y = from_unit(torch.from_numpy(fused[order]), scale, dtype)
+    y = from_unit_consuming(fused, scale, dtype, order)
     if nodata is not None:
         avoid_nodata(y, valid, nodata)
         y[:, ~valid] = nodata

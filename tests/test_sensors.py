@@ -62,3 +62,23 @@ def test_normalisation_round_trip_clips_and_rounds():
     assert back.tolist() == [[[0, 1, 2048, 65535]]]
     neg = from_unit(u - 1.0, 2047.0, np.uint16)
     assert neg.min() == 0
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+@pytest.mark.parametrize("order", [None, [0, 1, 2, 3], [2, 1, 0, 3], [3, 0]])
+def test_from_unit_consuming_equals_from_unit(dtype, order):
+    """The in-place denormalisation of the tiling engine's strips gives exactly from_unit's values (out
+    of range, negative and half-way values included), channels in ``order``, and refuses non-float32."""
+    import torch
+
+    from pantiny.normalize import from_unit_consuming
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-0.2, 1.3, (4, 17, 9)).astype(np.float32)
+    x[0, 0, :3] = [0.5 / 255, 1.5 / 255, 2.5 / 255]  # ties at 8 bits
+    expect = from_unit(torch.from_numpy(x if order is None else x[order]), 255.0, dtype)
+    got = from_unit_consuming(x.copy(), 255.0, dtype, None if order is None else np.asarray(order))
+    assert got.dtype == np.dtype(dtype) and got.shape == expect.shape
+    np.testing.assert_array_equal(got, expect)
+    with pytest.raises(TypeError, match="float32"):
+        from_unit_consuming(x.astype(np.float64), 255.0, dtype)

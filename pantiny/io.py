@@ -260,10 +260,7 @@ def _cachemax_unset(rio: Any) -> bool:
     """Whether neither the environment nor an active ``rasterio.Env`` sets ``GDAL_CACHEMAX``."""
     if "GDAL_CACHEMAX" in os.environ:
         return False
-    try:
-        return "GDAL_CACHEMAX" not in rio.env.getenv()
-    except Exception:  # noqa: BLE001 - no active Env (rasterio raises EnvError)
-        return True
+    return not (rio.env.hasenv() and "GDAL_CACHEMAX" in rio.env.getenv())
 
 
 class AtomicGeoTIFFWriter:

@@ -144,7 +144,7 @@ def from_unit_consuming(x: np.ndarray, scale: float, dtype: np.dtype,
     np.multiply(x, np.float32(scale), out=x)
     if order is None or np.array_equal(order, np.arange(x.shape[0])):
         return _round_cast(x, dtype)
-    _round_cast(x, np.float32 if np.dtype(dtype).kind == "f" else dtype, cast=False)
+    _round_cast(x, dtype, cast=False)
     out = np.empty((len(order),) + x.shape[1:], np.dtype(dtype))
     for i, o in enumerate(order):
         out[i] = x[int(o)]  # rounded and clipped already: the cast is exact

@@ -12,7 +12,7 @@ import torch
 from ..errors import InputError
 from ..models import build_model
 from ..weights import MANIFEST_PATH, PACKAGE_DIR, save_weights, upsert_manifest_entry
-from .loop import load_checkpoint, trained_weights
+from .loop import initial_weights, load_checkpoint, trained_weights
 
 NORMALISATION = ("DN / sensor maximum (2047 for 11-bit WV2/WV3/QB/IKONOS, 1023 for 10-bit GF2, 255 for "
                  "8-bit); MS bicubic-upsampled onto the PAN grid; bands R, G, B, NIR")
@@ -43,7 +43,7 @@ def interpolate_weights(init: Dict[str, torch.Tensor], trained: Dict[str, torch.
     ``trained``. ``alpha`` in (0, 1]; 1 returns ``trained``."""
     if not 0.0 < alpha <= 1.0:
         raise InputError(f"the interpolation weight must be in (0, 1] (1 = the trained weights), got {alpha}")
-    if set(init) != set(trained):
+    if set(init) != set(trained) or any(init[k].shape != t.shape for k, t in trained.items()):
         raise InputError("the init weights and the trained weights are of different architectures")
     out = {}
     for k, t in trained.items():
@@ -89,7 +89,7 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
             raise InputError(f"interpolation start weights {init} not found (a checkpoint.pt or .safetensors "
                              "file): pass them with --init")
         init_name = str(init)
-        weights = interpolate_weights(_state_dict_of(init, ck["model_name"]), weights, wise)
+        weights = interpolate_weights(initial_weights(init_name), weights, wise)
     model.load_state_dict(weights)
     # The run's last validation scored its own weights; interpolated ones are validated afresh.
     metrics = (ck.get("val") or {}) if wise == 1.0 else _validate(model, cfg)
@@ -132,15 +132,6 @@ def export(checkpoint: "str | os.PathLike[str]", name: str, out: "str | os.PathL
     }
     upsert_manifest_entry(entry, man)
     return entry
-
-
-def _state_dict_of(path: "str | os.PathLike[str]", architecture: str) -> Dict[str, torch.Tensor]:
-    """The weights in a training checkpoint.pt or a safetensors file, checked against ``architecture``."""
-    if str(path).endswith(".pt"):
-        return trained_weights(load_checkpoint(path))
-    from ..weights import load_model
-
-    return load_model(str(path), architecture=architecture).state_dict()
 
 
 def _validate(model: torch.nn.Module, cfg: Dict[str, Any]) -> Dict[str, Any]:

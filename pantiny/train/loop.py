@@ -228,7 +228,7 @@ def _fr_loss(net: Any, losses: Dict[str, FullResolutionLoss], ms_nn: torch.Tenso
     return total, terms
 
 
-def _initial_weights(spec: str) -> Dict[str, torch.Tensor]:
+def initial_weights(spec: str) -> Dict[str, torch.Tensor]:
     """State dict of ``[run] init``: a training checkpoint.pt, a .safetensors file or a manifest name."""
     if spec.endswith(".pt"):
         return trained_weights(load_checkpoint(spec))
@@ -285,7 +285,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True,
     torch.manual_seed(run.seed)
     model = build_model(run.model)
     if run.init is not None:  # stage 2 (or any fine-tuning) starts from trained weights
-        model.load_state_dict(_initial_weights(run.init))
+        model.load_state_dict(initial_weights(run.init))
     model = model.to(device)
     model = model.to(memory_format=torch.channels_last)  # faster oneDNN / cuDNN convolutions
     model.train()

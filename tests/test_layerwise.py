@@ -77,6 +77,33 @@ def test_chunk_splits_cover_the_axis_with_their_halo(size, step, radius):
     assert len(lengths) == 1  # one input shape per axis: one oneDNN kernel per layer
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_pixel_sums_of_a_cropped_chunk_equal_the_flattened_reference(masked):
+    """The row-wise batched sums on a view cropped out of a channels_last window (no copy) equal the
+    sums over the flattened pixels."""
+    torch.manual_seed(5)
+    window = torch.randn(1, 56, 30, 41).contiguous(memory_format=torch.channels_last)
+    qk = window[0, :, 2:27, 3:39]  # (2C, h, w), rows strided
+    mask = (torch.rand(25, 36) > 0.3).float() if masked else None
+    got = AttentionStats()
+    got.add_sums(*lw._pixel_sums(qk, 2, mask))
+    q, k = (t.reshape(1, 2, 14, -1) for t in qk.contiguous().chunk(2, dim=0))
+    ref = AttentionStats()
+    ref.accumulate(q, k, None if mask is None else mask[None, None])
+    for a, b in ((got.qk, ref.qk), (got.qq, ref.qq), (got.kk, ref.kk)):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_gated_ffn_equals_the_module(layout):
+    net = _model("pantiny-big", 6)
+    ffn = net.latent[1].ffn
+    y = torch.randn(2, 28, 17, 23).contiguous(memory_format=layout)
+    with torch.no_grad():
+        torch.testing.assert_close(lw._gated_ffn(ffn, y), ffn(y), rtol=1e-5, atol=1e-5)
+
+
 def test_scene_statistics_hold_no_autograd_graph():
     """The sums are plain tensors: a graph would keep every chunk's activations alive (the leak that
     grew the process to 14 GB on a 1 MPix scene)."""

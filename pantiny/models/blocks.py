@@ -48,9 +48,11 @@ class AttentionStats:
             qm, km = q * m, k * m
         else:
             qm, km = q, k
-        qk = torch.einsum("bhip,bhjp->hij", qm, k).double()
-        qq = (q * qm).sum((0, 3)).double()
-        kk = (k * km).sum((0, 3)).double()
+        self.add_sums(torch.einsum("bhip,bhjp->hij", qm, k), (q * qm).sum((0, 3)), (k * km).sum((0, 3)))
+
+    def add_sums(self, qk: torch.Tensor, qq: torch.Tensor, kk: torch.Tensor) -> None:
+        """Add sums computed elsewhere: ``qk`` (heads,d,d) = sum q_i k_j, ``qq``, ``kk`` (heads,d)."""
+        qk, qq, kk = qk.double(), qq.double(), kk.double()
         if self.qk is None:
             self.qk, self.qq, self.kk = qk, qq, kk
         else:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import AttentionStats, GatedFeedForward, TransformerBlock
+from .blocks import AttentionStats, TransformerBlock, channel_layer_norm
 
 #: Pixels per chunk: activations of up to 112 channels of ~20k pixels (~9 MB) stay in a CPU's cache
 #: (measured on 2 Zen 3 cores: chunks of 14-23k pixels ran a 576² tile 2.5-3x faster than whole).
@@ -210,67 +210,76 @@ def mixing_matrix(block: TransformerBlock, stats: AttentionStats) -> torch.Tenso
     return attn.project_out.weight[:, :, 0, 0] @ torch.block_diag(*maps)
 
 
-def _attention_half(block: TransformerBlock, mix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``x + attn(norm1(x))`` with the attention fixed: ``mix`` (C,C) or (B,C,C) acting on v."""
-    attn, c = block.attn, x.shape[1]
-    v = F.conv2d(block.norm1(x), attn.qkv.weight[2 * c:])
-    v = F.conv2d(v, attn.qkv_dwconv.weight[2 * c:], padding=1, groups=c)
-    if mix.dim() == 2:
-        return x + F.conv2d(v, mix[:, :, None, None])
-    # per-sample maps (attention per tile, batched)
-    return x + torch.cat([F.conv2d(v[i:i + 1], mix[i][:, :, None, None]) for i in range(x.shape[0])])
+def _block_weights(block: TransformerBlock) -> Tuple[torch.Tensor, ...]:
+    """What a block computes with once its attention is fixed: norm1 (weight, bias), v's 1x1 and
+    depthwise weights, norm2 (weight, bias), the feed-forward's 1x1, depthwise and output weights."""
+    attn, ffn, c = block.attn, block.ffn, block.norm1.weight.shape[0]
+    return (block.norm1.weight, block.norm1.bias, attn.qkv.weight[2 * c:], attn.qkv_dwconv.weight[2 * c:],
+            block.norm2.weight, block.norm2.bias, ffn.project_in.weight, ffn.dwconv.weight, ffn.project_out.weight)
 
 
-def _block_into(block: TransformerBlock, mix: torch.Tensor, x: torch.Tensor,
-                rows: Tuple[int, int, int, int], cols: Tuple[int, int, int, int], out: torch.Tensor) -> None:
-    """Write the block's output for the chunk ``rows`` x ``cols`` (see :func:`_splits`) into ``out``.
+def _block_window(x: torch.Tensor, mix: torch.Tensor, weights: Tuple[torch.Tensor, ...], eps: float,
+                  crop: Tuple[int, ...], out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A transformer block with its attention fixed, on the window ``x`` (B,C,H,W); ``mix`` (C,C) or
+    (B,C,C) acts on v (see :func:`mixing_matrix`), ``weights`` from :func:`_block_weights`.
 
-    ``x`` is the chunk's input window. Each half of the block has one depthwise 3x3, so the attention
-    half is computed on the whole window and the feed-forward half only one pixel beyond the output
-    (where the window has a halo, which :func:`_splits` makes either 0 at a tile edge or >= 2).
-    The residual sum is written straight into ``out``'s view (no chunk-sized result to copy).
+    ``crop`` = (a0, a1, b0, b1, r0, r1, c0, c1): the feed-forward half runs on rows a0:a1 and columns
+    b0:b1 of the window, and rows r0:r1, columns c0:c1 of that are returned (or written into ``out``).
+    Each half of the block has one depthwise 3x3, so a chunk needs its attention half one pixel beyond
+    the feed-forward half, which needs one pixel beyond the output (where the window has a halo).
     """
-    h = _attention_half(block, mix, x)
-    height, width = x.shape[-2:]
-    r0, r1 = rows[0] - rows[2], rows[1] - rows[2]  # the output, in window coordinates
-    c0, c1 = cols[0] - cols[2], cols[1] - cols[2]
-    a0, a1 = max(0, r0 - 1), min(height, r1 + 1)
-    b0, b1 = max(0, c0 - 1), min(width, c1 + 1)
+    n1w, n1b, wv, wdv, n2w, n2b, w_in, w_dw, w_out = weights
+    a0, a1, b0, b1, r0, r1, c0, c1 = crop
+    c = x.shape[1]
+    v = F.conv2d(F.conv2d(channel_layer_norm(x, n1w, n1b, eps), wv), wdv, padding=1, groups=c)
+    if mix.dim() == 2:
+        h = x + F.conv2d(v, mix[:, :, None, None])
+    else:  # per-sample maps (attention per tile, batched)
+        h = x + torch.cat([F.conv2d(v[i:i + 1], mix[i][:, :, None, None]) for i in range(x.shape[0])])
     h = h[:, :, a0:a1, b0:b1]
-    f = _gated_ffn(block.ffn, block.norm2(h))
-    centre = (slice(None), slice(None), slice(r0 - a0, r1 - a0), slice(c0 - b0, c1 - b0))
-    torch.add(h[centre], f[centre], out=out)
+    t = F.conv2d(F.conv2d(channel_layer_norm(h, n2w, n2b, eps), w_in), w_dw, padding=1, groups=w_dw.shape[0])
+    f = F.conv2d(_gate(t), w_out)
+    h, f = h[:, :, r0:r1, c0:c1], f[:, :, r0:r1, c0:c1]
+    return h + f if out is None else torch.add(h, f, out=out)
+
+
+def _gate(t: torch.Tensor) -> torch.Tensor:
+    """GELU(first half of the channels of ``t``) * second half, as ``GatedFeedForward`` computes it.
+
+    For a channels_last ``t``, its GELU half is a channel slice; torch's erf GELU on such a strided
+    view runs a scalar loop, ~8x slower than on a contiguous tensor (measured on a 43x516 chunk with
+    112 channels: 3.7 vs 0.43 ms; the copy costs 0.5 ms), and its output would come back
+    channels-first, which makes the product slow too. So the half is copied first.
+    """
+    tn = t.permute(0, 2, 3, 1)  # (B,H,W,2*hidden): contiguous for channels_last
+    hidden = tn.shape[-1] // 2
+    g = F.gelu(tn[..., :hidden].contiguous())
+    g.mul_(tn[..., hidden:])
+    return g.permute(0, 3, 1, 2)
 
 
 def _chunked_block(block: TransformerBlock, mix: torch.Tensor, x: torch.Tensor, chunk: Optional[Tuple[int, int]],
                    reuse: Callable[[torch.Tensor, Tuple[int, ...]], Optional[torch.Tensor]]) -> torch.Tensor:
-    """The block on ``x`` (B,C,H,W), chunk by chunk (receptive radius 2), into a free tensor if ``reuse`` has one."""
+    """The block on ``x`` (B,C,H,W), chunk by chunk (receptive radius 2), into a free tensor if ``reuse``
+    has one; the residual sums are written straight into it (no chunk-sized result to copy)."""
     height, width = x.shape[-2:]
     wins = _windows(height, width, chunk, 2)
     if len(wins) == 1:
-        h = _attention_half(block, mix, x)
-        return h + _gated_ffn(block.ffn, block.norm2(h))
+        return _block_window(x, mix, _block_weights(block), block.norm1.eps, (0, height, 0, width, 0, height, 0, width))
     out = reuse(x, tuple(x.shape))
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    weights, eps = _block_weights(block), block.norm1.eps
     for r, c in wins:
-        _block_into(block, mix, _crop(x, r, c), r, c, out[:, :, r[0]:r[1], c[0]:c[1]])
+        xw = _crop(x, r, c)
+        hw, ww = xw.shape[-2:]
+        r0, r1, c0, c1 = r[0] - r[2], r[1] - r[2], c[0] - c[2], c[1] - c[2]  # the output, in the window
+        # the feed-forward half one pixel beyond the output where the window has a halo, which
+        # _splits makes either 0 (a tile edge: zero padding is right there) or >= 2
+        a0, a1, b0, b1 = max(0, r0 - 1), min(hw, r1 + 1), max(0, c0 - 1), min(ww, c1 + 1)
+        crop = (a0, a1, b0, b1, r0 - a0, r1 - a0, c0 - b0, c1 - b0)
+        _block_window(xw, mix, weights, eps, crop, out=out[:, :, r[0]:r[1], c[0]:c[1]])
     return out
-
-
-def _gated_ffn(ffn: GatedFeedForward, y: torch.Tensor) -> torch.Tensor:
-    """``ffn(y)`` for a channels_last ``y``, with the GELU on a contiguous copy of its half.
-
-    The GELU half of the depthwise output is a channel slice of a channels_last tensor; torch's erf
-    GELU on such a strided view runs a scalar loop, ~8x slower than on a contiguous tensor (measured
-    on a 43x516 chunk with 112 channels: 3.7 vs 0.43 ms; the copy costs 0.5 ms), and its output comes
-    back channels-first, which makes the gate's product slow too.
-    """
-    t = ffn.dwconv(ffn.project_in(y)).permute(0, 2, 3, 1)  # (B,H,W,2*hidden), contiguous
-    hidden = t.shape[-1] // 2
-    g = F.gelu(t[..., :hidden].contiguous())
-    g.mul_(t[..., hidden:])
-    return ffn.project_out(g.permute(0, 3, 1, 2))
 
 
 def advance(stages: Sequence[Stage], state: State, ms_up: Optional[torch.Tensor], pan: Optional[torch.Tensor],

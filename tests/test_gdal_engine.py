@@ -81,6 +81,22 @@ def test_cubic_crop_with_margin_equals_whole_image():
     assert torch.allclose(upsample(torch.full((1, 1, 5, 7), 3.0), 4, "cubic"), torch.tensor(3.0))
 
 
+@pytest.mark.parametrize("ratio", [2, 3, 4, 8])
+def test_cubic_fast_path_equals_the_kernel_by_hand(ratio):
+    """Power-of-two ratios go through torch's antialiased bicubic: the same kernel and border rule as
+    the explicit one (kept for other ratios), image edges and tiny images included; crops stay exact."""
+    from pantiny.resample import _cubic_axis
+
+    for h, w in [(1, 1), (2, 3), (7, 11), (23, 31)]:
+        x = torch.rand(1, 3, h, w, dtype=torch.float64) * 1000
+        by_hand = _cubic_axis(_cubic_axis(x, -2, ratio), -1, ratio)
+        assert (upsample(x, ratio, "cubic") - by_hand).abs().max() < 1e-8
+    x = torch.rand(1, 4, 60, 70)
+    m = 2 * ratio
+    whole, crop = upsample(x, ratio, "cubic"), upsample(x[..., 7:41, 5:50], ratio, "cubic")
+    assert torch.equal(crop[..., m:-m, m:-m], whole[..., 7 * ratio + m:41 * ratio - m, 5 * ratio + m:50 * ratio - m])
+
+
 def test_brovey_cubic_on_files_is_gdals_engine(pair, engine_calls, monkeypatch):
     p, m = pair
     fast = pantiny.pansharpen(p, m, method="brovey", upsampling="cubic")

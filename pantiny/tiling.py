@@ -148,10 +148,15 @@ def iter_batches(source: TileSource, *, tile: int, overlap: int, batch_size: int
                    stack([r[1] for r in reads]), [r[2] for r in reads], ws)
 
 
+#: Rows per strip :func:`run_tiled` yields (the GeoTIFF block height pantiny writes).
+STRIP_ROWS = 256
+
+
 def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int = 64, batch_size: int = 4,
               blend: str = "ramp", progress: Optional[Callable[[int], None]] = None,
               ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
-    """Fuse a scene tile by tile; yield ``(row, fused (C,n,W) float32, valid (n,W) bool)`` strips top-down.
+    """Fuse a scene tile by tile; yield ``(row, fused (C,n,W) float32, valid (n,W) bool)`` strips top-down,
+    each at most :data:`STRIP_ROWS` rows and within one multiple of it (whole output blocks).
 
     ``fuse(ms_up (B,C,h,w), pan (B,1,h,w), tiles) -> (B,C',h,w)`` runs on whatever device it chooses and
     returns CPU tensors. ``progress`` is called with the number of tiles done after each batch.
@@ -165,21 +170,26 @@ def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int
     valid = np.zeros((strip_h, width), bool)
     top, current = 0, 0
 
-    def flush(k: int) -> Tuple[int, np.ndarray, np.ndarray]:
+    def flush(k: int) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
         nonlocal top
         done = row_starts[k + 1] - top if k + 1 < len(rows) else strip_h
-        strip = (top, acc[:, :done] / np.maximum(wsum[:done], 1e-12), valid[:done].copy())
+        # The finished rows go out in pieces of STRIP_ROWS: each piece's float copy (and what the
+        # caller makes of it: DN cast, GeoTIFF blocks) is a fraction of the tile row's.
+        # Cut at multiples of STRIP_ROWS of the scene: an output block is then complete in one piece.
+        cuts = [0, *range(STRIP_ROWS - top % STRIP_ROWS, done, STRIP_ROWS), done]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            if b > a:
+                yield top + a, acc[:, a:b] / np.maximum(wsum[a:b], 1e-12), valid[a:b].copy()
         # Shift the accumulator up by the finished rows; the rest still waits for the next tile row.
-        for a in (acc, wsum, valid):
-            a[..., :strip_h - done, :] = a[..., done:, :]
-            a[..., strip_h - done:, :] = 0
+        for arr in (acc, wsum, valid):
+            arr[..., :strip_h - done, :] = arr[..., done:, :]
+            arr[..., strip_h - done:, :] = 0
         top += done
-        return strip
 
     for k, tiles, ms_up, pan, vals, weights in iter_batches(source, tile=tile, overlap=overlap,
                                                             batch_size=batch_size, blend=blend):
         if k != current:
-            yield flush(current)
+            yield from flush(current)
             current = k
         out = fuse(ms_up, pan, tiles).detach().to("cpu", torch.float32).numpy()
         if acc is None:
@@ -191,4 +201,4 @@ def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int
             valid[r0:r0 + t.height, t.col:t.col + t.width] = v
         if progress is not None:
             progress(len(tiles))
-    yield flush(current)
+    yield from flush(current)

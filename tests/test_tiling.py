@@ -125,3 +125,25 @@ def test_sampled_attention_is_exact_on_small_scenes_and_close_on_large(scene_4ba
     d_tile = np.abs(per_tile.astype(np.int64) - exact)
     assert d_sampled.max() > 0  # the sample really is a sample
     assert d_sampled.mean() < 0.25 * d_tile.mean(), (d_sampled.mean(), d_tile.mean())
+
+
+@pytest.mark.parametrize("blend", ["crop", "ramp"])
+def test_strips_are_cut_at_multiples_of_strip_rows(monkeypatch, blend):
+    """Each tile row's finished rows go out in pieces of at most STRIP_ROWS, cut at multiples of it in
+    the scene (whole output blocks per piece), covering the scene once, top-down, same values."""
+    import pantiny.tiling as tiling
+
+    ms_up, pan = _scene(300, 90)
+    whole = list(run_tiled(ArraySource(ms_up, pan), local_fuse, tile=120, overlap=16, batch_size=2, blend=blend))
+    monkeypatch.setattr(tiling, "STRIP_ROWS", 32)
+    pieces = list(run_tiled(ArraySource(ms_up, pan), local_fuse, tile=120, overlap=16, batch_size=2, blend=blend))
+    assert len(pieces) > len(whole)
+    top = 0
+    for row, strip, valid in pieces:
+        n = strip.shape[1]
+        assert row == top and 0 < n <= 32 and valid.shape == (n, 90)
+        assert row // 32 == (row + n - 1) // 32  # never across a multiple of 32
+        top += n
+    assert top == 300
+    np.testing.assert_array_equal(np.concatenate([s for _, s, _ in pieces], 1),
+                                  np.concatenate([s for _, s, _ in whole], 1))

@@ -54,7 +54,9 @@ print(json.dumps({"best": min(times), "mpix_s": size * size / 1e6 / min(times)})
 
 def run(tree: Path, args: argparse.Namespace) -> dict:
     out = subprocess.run([sys.executable, "-c", _CHILD, str(tree), str(args.size), args.attention, args.model,
-                          str(args.repeat), args.method], check=True, capture_output=True, text=True)
+                          str(args.repeat), args.method], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the run in {tree} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

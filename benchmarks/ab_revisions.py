@@ -8,9 +8,9 @@ ratio::
 
     python benchmarks/ab_revisions.py --base HEAD~3 --size 2048 --attention scene --rounds 3
 
-The scene is the synthetic WorldView-3 sample mirrored to ``--size`` (random model weights: speed does
-not depend on their values). For memory use ``infer_speed.py`` (its child processes' peak RSS): here
-the synthetic scene's own generation dominates the process's peak.
+The scene is ``infer_speed.py``'s: the synthetic WorldView-3 sample mirror-tiled to ``--size``
+(random model weights: speed does not depend on their values). For memory use ``infer_speed.py`` (its
+child processes' peak RSS): here the synthetic scene's own generation dominates the process's peak.
 """
 
 from __future__ import annotations
@@ -26,19 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in a child process with the tree under test first on sys.path.
 _CHILD = r"""
-import json, sys, time
-tree, size, attention, model, repeat, method = sys.argv[1:7]
+import importlib.util, json, sys, time
+tree, bench, size, attention, model, repeat, method = sys.argv[1:8]
 sys.path.insert(0, tree)
-import numpy as np, torch
+import torch
 import pantiny
 assert pantiny.__file__.startswith(tree), f"imported {pantiny.__file__}, not the tree under test"
 from pantiny.models import build_model
-from pantiny.synthetic import make_scene
+spec = importlib.util.spec_from_file_location("infer_speed", bench)  # infer_speed's scene, from this checkout
+infer_speed = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(infer_speed)
 size = int(size)
-pan, ms, _ = make_scene(min(size, 1024), "wv3", seed=0)
-reps = -(-size // pan.shape[-1])
-pan = np.ascontiguousarray(np.tile(pan, (1, reps, reps))[:, :size, :size])
-ms = np.ascontiguousarray(np.tile(ms, (1, reps, reps))[:, :size // 4, :size // 4])
+pan, ms = infer_speed.tiled_scene(size)
 torch.manual_seed(0)
 kw = dict(method=method, sensor="wv3")
 if method == "pantiny":
@@ -53,8 +52,9 @@ print(json.dumps({"best": min(times), "mpix_s": size * size / 1e6 / min(times)})
 
 
 def run(tree: Path, args: argparse.Namespace) -> dict:
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(tree), str(args.size), args.attention, args.model,
-                          str(args.repeat), args.method], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(tree), str(ROOT / "benchmarks" / "infer_speed.py"),
+                          str(args.size), args.attention, args.model, str(args.repeat), args.method],
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"the run in {tree} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -85,7 +85,7 @@ def peak_kib():
 """
 
 _CHILD = _PEAK + """
-import json, resource, sys, time
+import json, sys, time
 import pantiny
 from pantiny.models import build_model
 args = json.loads(sys.argv[1])
@@ -98,7 +98,7 @@ print(json.dumps({"seconds": dt, "maxrss_kib": peak_kib()}))
 """
 
 _CHILD_IDLE = _PEAK + """
-import resource, json, pantiny, torch
+import json, pantiny, torch
 from pantiny.models import build_model
 build_model("pantiny-big")
 print(json.dumps({"maxrss_kib": peak_kib()}))

@@ -373,13 +373,16 @@ def run(args: argparse.Namespace) -> str:
 
 def gdal_write(pan: Path, ms: Path, bands: Sequence[int], out: Path, *, threads: int,
                nodata: Optional[float]) -> Path:
-    """GDAL's weighted Brovey written to ``out`` with the creation options of pantiny's writer."""
+    """GDAL's weighted Brovey written to ``out`` with the creation options of pantiny's writer (taken
+    from :class:`pantiny.io.AtomicGeoTIFFWriter` for the same raster, so the two stay alike)."""
     import rasterio.shutil
     from pantiny import gdal_engine
+    from pantiny.io import AtomicGeoTIFFWriter
 
     with rasterio.open(gdal_engine.brovey_vrt_xml(pan, ms, bands, threads=threads, nodata=nodata)) as src:
-        rasterio.shutil.copy(src, out, driver="GTiff", COMPRESS="DEFLATE", PREDICTOR="2", TILED="YES",
-                             BLOCKXSIZE="256", BLOCKYSIZE="256", NUM_THREADS=str(threads))
+        like = AtomicGeoTIFFWriter(out, count=src.count, height=src.height, width=src.width, dtype=src.dtypes[0],
+                                   crs=src.crs, transform=src.transform, threads=threads)  # options only
+        rasterio.shutil.copy(src, out, driver="GTiff", **like.options)
     return out
 
 

@@ -177,9 +177,8 @@ def run_tiled(source: TileSource, fuse: FuseFn, *, tile: int = 512, overlap: int
         # caller makes of it: DN cast, GeoTIFF blocks) is a fraction of the tile row's.
         # Cut at multiples of STRIP_ROWS of the scene: an output block is then complete in one piece.
         cuts = [0, *range(STRIP_ROWS - top % STRIP_ROWS, done, STRIP_ROWS), done]
-        for a, b in zip(cuts[:-1], cuts[1:]):
-            if b > a:
-                yield top + a, acc[:, a:b] / np.maximum(wsum[a:b], 1e-12), valid[a:b].copy()
+        for a, b in zip(cuts[:-1], cuts[1:]):  # done > 0 and the first cut is > 0: no empty piece
+            yield top + a, acc[:, a:b] / np.maximum(wsum[a:b], 1e-12), valid[a:b].copy()
         # Shift the accumulator up by the finished rows; the rest still waits for the next tile row.
         for arr in (acc, wsum, valid):
             arr[..., :strip_h - done, :] = arr[..., done:, :]

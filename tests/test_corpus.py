@@ -18,6 +18,8 @@ from pantiny.train.data import RRScene, WaldScene, corpus_sources
 from pantiny.train.loop import open_sources, train
 from pantiny.train.loss import CompositeLoss, spectral_angle
 
+_CORPUS = SHARED_DATA / "corpus" / "corpus.json"
+
 
 def _corpus(tmp_path):
     """A tiny corpus: an 8-bit R,G,B,NIR 'wv2' FR pair, an 11-bit 8-band WV3 FR pair, a 10-bit GF2 RR
@@ -187,7 +189,7 @@ def test_spectral_angle_term():
     assert torch.isfinite(p.grad).all()
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "corpus" / "corpus.json").is_file(), reason="needs ../shared/data/corpus")
+@pytest.mark.skipif(not _CORPUS.is_file(), reason="needs ../shared/data/corpus")
 @pytest.mark.parametrize("config", ["pantiny-big.toml", "pantiny-big-wv.toml", "pantiny-small-wv.toml",
                                     "pantiny-big-wv-fr.toml", "pantiny-big-nodata.toml", "pantiny-big-nodata-wv.toml",
                                     "pantiny-big-nodata-joint.toml", "pantiny-small-joint.toml"])
@@ -228,9 +230,6 @@ def test_eval_heldout_reads_a_corpus_index_with_per_scene_bands_and_bit_depth(tm
     assert set(scores) == {"a", "c"} and scores["a"]["sensor"] == "wv2"
     # the 8-bit R,G,B,NIR scene is scored on its own scale: EXP PSNR is a sane number, not ~18 dB low
     assert 20 < scores["a"]["scores"]["EXP"]["psnr"] < 60
-
-
-_CORPUS = SHARED_DATA / "corpus" / "corpus.json"
 
 
 @pytest.mark.skipif(not _CORPUS.is_file(), reason="needs ../shared/data/corpus")

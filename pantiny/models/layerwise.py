@@ -218,10 +218,11 @@ def _block_weights(block: TransformerBlock) -> Tuple[torch.Tensor, ...]:
             block.norm2.weight, block.norm2.bias, ffn.project_in.weight, ffn.dwconv.weight, ffn.project_out.weight)
 
 
-def _block_window(x: torch.Tensor, mix: torch.Tensor, weights: Tuple[torch.Tensor, ...], eps: float,
+def _block_window(x: torch.Tensor, mix: torch.Tensor, weights: Tuple[torch.Tensor, ...], eps: Tuple[float, float],
                   crop: Tuple[int, ...], out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A transformer block with its attention fixed, on the window ``x`` (B,C,H,W); ``mix`` (C,C) or
-    (B,C,C) acts on v (see :func:`mixing_matrix`), ``weights`` from :func:`_block_weights`.
+    (B,C,C) acts on v (see :func:`mixing_matrix`), ``weights`` from :func:`_block_weights`, ``eps``
+    those of its two LayerNorms.
 
     ``crop`` = (a0, a1, b0, b1, r0, r1, c0, c1): the feed-forward half runs on rows a0:a1 and columns
     b0:b1 of the window, and rows r0:r1, columns c0:c1 of that are returned (or written into ``out``).
@@ -231,13 +232,13 @@ def _block_window(x: torch.Tensor, mix: torch.Tensor, weights: Tuple[torch.Tenso
     n1w, n1b, wv, wdv, n2w, n2b, w_in, w_dw, w_out = weights
     a0, a1, b0, b1, r0, r1, c0, c1 = crop
     c = x.shape[1]
-    v = F.conv2d(F.conv2d(channel_layer_norm(x, n1w, n1b, eps), wv), wdv, padding=1, groups=c)
+    v = F.conv2d(F.conv2d(channel_layer_norm(x, n1w, n1b, eps[0]), wv), wdv, padding=1, groups=c)
     if mix.dim() == 2:
         h = x + F.conv2d(v, mix[:, :, None, None])
     else:  # per-sample maps (attention per tile, batched)
         h = x + torch.cat([F.conv2d(v[i:i + 1], mix[i][:, :, None, None]) for i in range(x.shape[0])])
     h = h[:, :, a0:a1, b0:b1]
-    t = F.conv2d(F.conv2d(channel_layer_norm(h, n2w, n2b, eps), w_in), w_dw, padding=1, groups=w_dw.shape[0])
+    t = F.conv2d(F.conv2d(channel_layer_norm(h, n2w, n2b, eps[1]), w_in), w_dw, padding=1, groups=w_dw.shape[0])
     f = F.conv2d(_gate(t), w_out)
     h, f = h[:, :, r0:r1, c0:c1], f[:, :, r0:r1, c0:c1]
     return h + f if out is None else torch.add(h, f, out=out)
@@ -264,12 +265,12 @@ def _chunked_block(block: TransformerBlock, mix: torch.Tensor, x: torch.Tensor, 
     has one; the residual sums are written straight into it (no chunk-sized result to copy)."""
     height, width = x.shape[-2:]
     wins = _windows(height, width, chunk, 2)
+    weights, eps = _block_weights(block), (block.norm1.eps, block.norm2.eps)
     if len(wins) == 1:
-        return _block_window(x, mix, _block_weights(block), block.norm1.eps, (0, height, 0, width, 0, height, 0, width))
+        return _block_window(x, mix, weights, eps, (0, height, 0, width, 0, height, 0, width))
     out = reuse(x, tuple(x.shape))
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    weights, eps = _block_weights(block), block.norm1.eps
     for r, c in wins:
         xw = _crop(x, r, c)
         hw, ww = xw.shape[-2:]

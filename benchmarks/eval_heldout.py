@@ -15,6 +15,9 @@ for the model, EXP (the bicubic-upsampled MS, the model's own input) and every m
 reference: on the degraded pair for the reduced-resolution scores, on the original for QNR). Scores
 are averaged over the scenes of each sensor and printed as one markdown table per sensor.
 
+``--precision bfloat16`` (or ``float16`` on CUDA) adds a row ``pantiny@bfloat16``: the same model run in
+that precision (``pansharpen(..., precision=...)``), to measure what half precision costs in quality.
+
 ``--pan-gain G`` multiplies every PAN by ``G`` (inputs and QNR): robustness to products whose PAN and
 MS are not on one radiometric scale.
 
@@ -66,7 +69,7 @@ def model_from(spec: str, manifest: Optional[str] = None) -> torch.nn.Module:
 def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module, methods: Sequence[str],
                 rows: Tuple[float, float] = (0.0, 1.0), bands: Optional[Sequence[int]] = None,
                 scale: Optional[float] = None, gt: Optional[str] = None, adapt: Union[bool, dict] = False,
-                pan_gain: float = 1.0) -> Tuple[str, Dict[str, Dict[str, float]]]:
+                pan_gain: float = 1.0, precisions: Sequence[str] = ()) -> Tuple[str, Dict[str, Dict[str, float]]]:
     """``(sensor name, {method: {metric: value}})`` for one scene (the ``rows`` band of it).
 
     ``bands`` / ``scale``: the scene's own R,G,B,NIR indices and maximum DN (corpus scenes); ``gt``: a
@@ -89,6 +92,8 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
     outputs = {"EXP": scene.lms.numpy() * scale, "pantiny": pantiny.pansharpen(pan_lr, ms_lr, model=net, **kw)}
     if adapt:
         outputs["pantiny+adapt"] = pantiny.pansharpen(pan_lr, ms_lr, model=net, adapt=adapt, **kw)
+    for p in precisions:
+        outputs[f"pantiny@{p}"] = pantiny.pansharpen(pan_lr, ms_lr, model=net, precision=p, **kw)
     for m in methods:
         outputs[m] = pantiny.pansharpen(pan_lr, ms_lr, method=m, **kw)
     for name, out in outputs.items():
@@ -108,6 +113,8 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
           "pantiny": pantiny.pansharpen(pan_full, ms_full, model=net, **kw)}
     if adapt:
         fr["pantiny+adapt"] = pantiny.pansharpen(pan_full, ms_full, model=net, adapt=adapt, **kw)
+    for p in precisions:
+        fr[f"pantiny@{p}"] = pantiny.pansharpen(pan_full, ms_full, model=net, precision=p, **kw)
     for m in methods:
         fr[m] = pantiny.pansharpen(pan_full, ms_full, method=m, **kw)
     # The sensor's entry for a 4-band R,G,B,NIR cube (MTF gains of those bands, for HQNR's D_lambda_K).
@@ -131,6 +138,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--adapt-steps", type=int, default=None, help="adaptation steps at most (default: pantiny's)")
     ap.add_argument("--pan-gain", type=float, default=1.0,
                     help="multiply every PAN by this gain (robustness to PAN/MS radiometric mismatch)")
+    ap.add_argument("--precision", nargs="*", default=[], choices=("bfloat16", "float16"),
+                    help="also score the model in these precisions (rows pantiny@PRECISION)")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-scene scores as JSON")
     ap.add_argument("--scenes", nargs="*", default=None,
                     help="with a corpus.json as FOLDER: the scene ids to score (default: all)")
@@ -155,7 +164,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     per_scene = {}
     for pan, ms, stem, sensor_arg, bands, scale, gt in jobs:
         sensor, scores = score_scene(pan, ms, sensor_arg, net, args.methods, tuple(args.rows), bands, scale, gt,
-                                     adapt, args.pan_gain)
+                                     adapt, args.pan_gain, args.precision)
         per_scene[stem] = {"sensor": sensor, "scores": scores}
         for name, sc in scores.items():
             per_sensor[sensor][name].append(sc)

@@ -17,7 +17,10 @@ reports each child's peak RSS: with streaming tiles it should barely grow althou
 4x larger. Model speed does not depend on the weight values, so seeded random weights are used
 unless ``--weights`` names a checkpoint.
 
-    python benchmarks/infer_speed.py [--size 2048] [--device cpu] [--quick] [--malloc default]
+``--half bfloat16`` (or ``float16`` on CUDA) adds PanTiny-Big rows in that precision
+(``pansharpen(precision=...)``) and its deviation from float32 in DN.
+
+    python benchmarks/infer_speed.py [--size 2048] [--device cpu] [--quick] [--malloc default] [--half bfloat16]
 """
 
 from __future__ import annotations
@@ -164,6 +167,9 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--weights", default=None, help="a .safetensors checkpoint (default: random weights)")
     ap.add_argument("--quick", action="store_true", help="skip the scene-attention and memory runs")
+    ap.add_argument("--half", choices=("bfloat16", "float16"), default=None,
+                    help="also time PanTiny-Big in this precision, and report its DN deviation from float32 "
+                         "with the shipped weights")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
     ap.add_argument("--malloc", choices=("kept", "default"), default="kept",
                     help="'default': leave glibc's heap settings as they are (PANTINY_MALLOC=default), to "
@@ -190,6 +196,18 @@ def main() -> None:
         t = timed(lambda: pansharpen(pan, ms, sensor="wv3", model=net, device=args.device, tile=args.tile,
                                      attention=attention))
         rows.append((f"{name}, attention={attention}", t))
+    if args.half:
+        for attention in ("scene", "tile"):
+            net = load("pantiny-big", args.weights)
+            t = timed(lambda: pansharpen(pan, ms, sensor="wv3", model=net, device=args.device, tile=args.tile,
+                                         attention=attention, precision=args.half))
+            rows.append((f"pantiny-big, attention={attention}, {args.half}", t))
+        # quality: the shipped weights (random ones would say nothing), same scene, default mode
+        kw = dict(sensor="wv3", model="pantiny-big", device=args.device, tile=args.tile)
+        d = np.abs(pansharpen(pan, ms, precision=args.half, **kw).astype(np.int32)
+                   - pansharpen(pan, ms, **kw).astype(np.int32))
+        print(f"{args.half} vs float32 (shipped pantiny-big, attention=scene, 11-bit DN): mean {d.mean():.2f}, "
+              f"99th percentile {np.percentile(d, 99):.0f}, max {d.max()}")
     rows.append(reference_row(pan, ms, load("pantiny-big", args.weights), args.device))
     try:
         from pantiny import classical  # noqa: F401

@@ -23,6 +23,9 @@ OTHER_BANDS = ("drop", "upsample", "ratio")
 #: training convention), "cubic" GDAL's cubic convolution (Keys a=-0.5, weights renormalised at the
 #: borders), so ``method="brovey", upsampling="cubic"`` is exactly GDAL's pansharpening.
 UPSAMPLING = ("bicubic", "cubic", "bilinear", "nearest")
+#: What the network computes in: float32 (exact), or autocast to bfloat16 / float16 (convolutions and
+#: matmuls in that type; normalisations, attention statistics and the output's MS sum in float32).
+PRECISIONS = ("float32", "bfloat16", "float16")
 #: Tile blending of the tiling engine.
 BLENDS = ("crop", "ramp")
 #: Full-resolution quality index definitions and their MS upsamplers.

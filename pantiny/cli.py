@@ -33,6 +33,7 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=1024, help="tile size in PAN pixels (default: %(default)s)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in PAN pixels (default: %(default)s)")
     opt.add_attention(p)
+    opt.add_precision(p)
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
     opt.add_ratio(p)
     opt.add_scale(p)
@@ -56,7 +57,8 @@ def _add_fusion_options(p: argparse.ArgumentParser) -> None:
 
 def _fusion_kwargs(args: argparse.Namespace) -> dict:
     return dict(sensor=args.sensor, bands=args.bands, method=args.method, device=args.device, tile=args.tile,
-                overlap=args.overlap, attention=args.attention, batch_size=args.batch_size, ratio=args.ratio,
+                overlap=args.overlap, attention=args.attention, precision=args.precision,
+                batch_size=args.batch_size, ratio=args.ratio,
                 scale=args.scale, other_bands=args.other_bands, upsampling=args.upsampling, nodata=args.nodata,
                 overwrite=not args.no_overwrite, cog=args.cog, creation_options=dict(args.creation_options),
                 adapt=(dict(steps=args.adapt_steps) if args.adapt_steps else True) if args.adapt else False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import List, Tuple
 
-from .choices import ATTENTION, CLASSICAL_METHODS, MODEL_METHODS, OTHER_BANDS, UPSAMPLING
+from .choices import ATTENTION, CLASSICAL_METHODS, MODEL_METHODS, OTHER_BANDS, PRECISIONS, UPSAMPLING
 
 
 def parse_bands(text: str) -> List[int]:
@@ -115,6 +115,12 @@ def add_attention(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention", default=ATTENTION[0], choices=ATTENTION,
                    help="scene (default): result independent of tiling, about one pass of compute; "
                    "sampled: statistics from 16 tiles; tile: per-tile statistics")
+
+
+def add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default=PRECISIONS[0], choices=PRECISIONS,
+                   help="what the network computes in: float32 (default, exact), bfloat16, float16 (CUDA only); "
+                   "half types are faster on GPUs and differ by a few DN")
 
 
 def add_other_bands(p: argparse.ArgumentParser) -> None:

@@ -19,12 +19,13 @@ is recomputed from the input, which gives the same result.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ class _TileCache:
     def __init__(self, budget: int) -> None:
         self.budget, self.used = budget, 0
         self.mem: Dict[Tile, State] = {}
-        self.disk: Dict[Tile, Tuple[str, int]] = {}
+        self.disk: Dict[Tile, Tuple[str, int, torch.dtype]] = {}
         self.dir: Optional[str] = None
         self.full = False
 
@@ -101,8 +102,9 @@ class _TileCache:
             if shutil.disk_usage(self.dir).free < 2 * nbytes + 2**28:
                 raise OSError("no room left")
             path = os.path.join(self.dir, f"{tile.row}_{tile.col}.npy")
-            np.save(path, x.to("cpu").permute(0, 2, 3, 1).numpy())  # (1,H,W,C): channels_last order
-            self.disk[tile] = (path, state.pos)
+            a = x.to("cpu").permute(0, 2, 3, 1)  # (1,H,W,C): channels_last order
+            np.save(path, (a.view(torch.int16) if a.dtype == torch.bfloat16 else a).numpy())  # numpy has no bf16
+            self.disk[tile] = (path, state.pos, x.dtype)
         except OSError as e:
             self.full = True
             _log.info("feature cache: %s; the remaining tiles are recomputed from their input", e)
@@ -114,8 +116,8 @@ class _TileCache:
             self.used -= st.x.numel() * st.x.element_size()
             return st
         if tile in self.disk:
-            path, pos = self.disk.pop(tile)
-            x = torch.from_numpy(np.load(path)).permute(0, 3, 1, 2)
+            path, pos, dtype = self.disk.pop(tile)
+            x = torch.from_numpy(np.load(path)).view(dtype).permute(0, 3, 1, 2)
             os.remove(path)
             return State(x, pos)
         return None
@@ -144,12 +146,14 @@ class SceneRunner:
     then the output of any batch of tiles (``fuse``), resuming the tiles kept from the sweeps.
 
     Use it as a context manager: on exit the model's attention layers are restored (the same model
-    object can serve another scene) and the kept features are deleted.
+    object can serve another scene) and the kept features are deleted. ``dtype`` bfloat16 / float16:
+    the network runs under ``torch.autocast`` to that type (features kept in it, attention sums and maps
+    in float32; see :func:`pantiny.devices.compute_dtype`).
     """
 
     def __init__(self, model: nn.Module, source: TileSource, *, tile: int, overlap: int, batch_size: int,
-                 device: torch.device, cache_bytes: Optional[int] = None) -> None:
-        self.model, self.source, self.device = model, source, device
+                 device: torch.device, cache_bytes: Optional[int] = None, dtype: torch.dtype = torch.float32) -> None:
+        self.model, self.source, self.device, self.dtype = model, source, device, dtype
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         # a model without stages() (any nn.Module taking (ms_up, pan)) runs as a whole per tile
         self.stages = stages_of(model) if hasattr(model, "stages") else None
@@ -169,6 +173,12 @@ class SceneRunner:
         self.cache.close()
         self.masks.clear()
         self.spares.clear()
+
+    def _autocast(self) -> ContextManager[object]:
+        """The network's precision: autocast to ``dtype`` when it is a half type, else nothing."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def _inputs(self, ms_up: Optional[torch.Tensor], pan: Optional[torch.Tensor]
                 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
@@ -198,8 +208,9 @@ class SceneRunner:
             m = ms_up if whole or ms_up is None else ms_up[sel]
             q = pan if whole or pan is None else pan[sel]
             tid = threading.get_ident()
-            st = advance(self.stages, State(x, p, self.spares.pop(tid, [])), m, q, self.chunk,
-                         stop_at_missing=stop_at_missing, owned=True)
+            with self._autocast():
+                st = advance(self.stages, State(x, p, self.spares.pop(tid, [])), m, q, self.chunk,
+                             stop_at_missing=stop_at_missing, owned=True)
             self.spares[tid] = st.spares  # free again (never a returned x): the next part may write into it
             parts.append((idx, st))
         if len({st.pos for _, st in parts}) != 1:
@@ -245,7 +256,8 @@ class SceneRunner:
                 raise AssertionError(f"the sweep for attention layer {index} stopped at stage {st.pos}")
             mask = torch.stack([self.masks[t] for t in tiles])[:, None].to(self.device)
             assert st.x is not None
-            total.add(block_sums(block, st.x, mask, self.chunk)[0])
+            with self._autocast():
+                total.add(block_sums(block, st.x, mask, self.chunk)[0])
             if keep:
                 for i, t in enumerate(tiles):
                     self.cache.put(t, State(st.x[i:i + 1], st.pos))
@@ -275,7 +287,7 @@ class SceneRunner:
         (else each tile's own); tiles kept from the sweeps resume where they stopped."""
         if self.stages is None:
             ms_up, pan = self._inputs(ms_up, pan)
-            with torch.inference_mode():
+            with torch.inference_mode(), self._autocast():
                 return self.model(ms_up, pan)
         st = self._run(self._states(tiles), ms_up, pan, stop_at_missing=False)
         assert st.x is not None and st.pos == len(self.stages)
@@ -293,10 +305,11 @@ def check_overlap(model: nn.Module, overlap: int) -> None:
 def layer_sums(model: nn.Module, index: int, source: TileSource, *, tile: int, overlap: int, batch_size: int,
                device: torch.device, core: Optional[Tuple[int, int, int, int]] = None,
                only: Optional[Sequence[Tile]] = None,
-               progress: Optional[Callable[[int], None]] = None) -> AttentionStats:
+               progress: Optional[Callable[[int], None]] = None, dtype: torch.dtype = torch.float32) -> AttentionStats:
     """The sums defining attention layer ``index`` over ``source``, the layers before it already fixed
     (their ``scene_stats``), recomputed from the input (e.g. a block of a scene on a Dask worker)."""
-    runner = SceneRunner(model, source, tile=tile, overlap=overlap, batch_size=batch_size, device=device)
+    runner = SceneRunner(model, source, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
+                         dtype=dtype)
     saved = runner.blocks[index].attn.scene_stats
     try:
         return runner.layer_sums(index, core=core, only=only, keep=False, progress=progress)

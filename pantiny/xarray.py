@@ -31,7 +31,7 @@ from torch import nn
 
 from .api import _denormalise, _fuser, prepare_scene
 from .choices import ATTENTION, OTHER_BANDS, UPSAMPLING, check
-from .devices import pick_device
+from .devices import compute_dtype, pick_device
 from .errors import InputError
 from .models.blocks import AttentionStats
 from .readers import DataArrayRaster, OffsetRaster, PairReader
@@ -64,6 +64,7 @@ class _Plan:
     dtype: str
     out_nodata: Optional[float]
     margin: int
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def pansharpen(pan: Any, ms: Any, *, chunks: int = 2048, sensor: Any = None, ban
                tile: int = 1024, overlap: int = 64, attention: str = "scene", batch_size: Optional[int] = None,
                ratio: int = 4, scale: Optional[float] = None, upsampling: str = "bicubic",
                other_bands: str = "drop", nodata: Optional[float] = None,
-               method_options: Optional[Dict[str, Any]] = None) -> Any:
+               method_options: Optional[Dict[str, Any]] = None, precision: str = "float32") -> Any:
     """Fuse xarray DataArrays lazily; options as :func:`pantiny.pansharpen`.
 
     Args:
@@ -116,7 +117,7 @@ def pansharpen(pan: Any, ms: Any, *, chunks: int = 2048, sensor: Any = None, ban
     source, sens = scene.source, scene.sensor
     dev = pick_device(device)
     fuse, runner = _fuser(method, model, dev, source, sens, method_options, other_bands, tile=tile, overlap=overlap,
-                          batch_size=batch_size or 1)
+                          batch_size=batch_size or 1, precision=precision)
     net = runner.model if runner is not None else None
     if net is not None:
         check_overlap(net, overlap)
@@ -128,7 +129,7 @@ def pansharpen(pan: Any, ms: Any, *, chunks: int = 2048, sensor: Any = None, ban
                  source.pan_nodata, source.ms_nodata,
                  tuple(float(v) for v in source.ms_fill) if source.ms_fill is not None else None,
                  tile, overlap, batch_size or 1, "ramp" if net is not None and attention == "tile" else "crop",
-                 order, np.dtype(ms_r.dtype).str, out_nodata, overlap)
+                 order, np.dtype(ms_r.dtype).str, out_nodata, overlap, precision)
     grid = _blocks(h, w, chunks, plan)
 
     def inputs(b: _Block) -> Tuple[Any, Any]:
@@ -210,7 +211,8 @@ def _block_sums(net: nn.Module, index: int, plan: _Plan, pan_blk: np.ndarray, ms
     src = _block_source(plan, pan_blk, ms_blk, b)
     core = (b.core.row - b.pan.row, b.core.col - b.pan.col, b.core.height, b.core.width)
     dev = next(net.parameters()).device
-    return layer_sums(net, index, src, device=dev, core=core, **_tiling(plan, b))
+    return layer_sums(net, index, src, device=dev, core=core, dtype=compute_dtype(plan.precision, dev),
+                      **_tiling(plan, b))
 
 
 def _fuse_block(fuse: Any, plan: _Plan, pan_blk: np.ndarray, ms_blk: np.ndarray, b: _Block) -> np.ndarray:

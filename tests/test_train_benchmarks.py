@@ -70,3 +70,15 @@ def test_eval_heldout_adapt_row_scores_the_model_adapted_on_each_pair(tmp_path, 
     # adaptation minimises the full-resolution loss on the pair itself: an untrained model's QNR rises
     assert adapted["qnr"] > plain["qnr"] + 0.02, (plain["qnr"], adapted["qnr"])
     assert adapted["psnr"] != plain["psnr"]
+
+
+def test_eval_heldout_precision_row_scores_the_model_in_half_precision(tmp_path, capsys):
+    mod = _load("eval_heldout")
+    weights, folder = _held_out_folder(tmp_path, seed=13)
+    assert mod.main([str(weights), str(folder), "--methods", "--precision", "bfloat16",
+                     "--json", str(tmp_path / "s.json")]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())["a"]["scores"]
+    assert set(scores) == {"EXP", "pantiny", "pantiny@bfloat16"}
+    full, half = scores["pantiny"], scores["pantiny@bfloat16"]
+    assert half["psnr"] != full["psnr"]  # it really ran in bfloat16
+    assert abs(half["psnr"] - full["psnr"]) < 0.5 and abs(half["qnr"] - full["qnr"]) < 0.02

@@ -74,6 +74,18 @@ def test_chunked_model_fusion_equals_in_memory(cluster):
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
 
 
+def test_chunked_model_fusion_in_bfloat16(cluster):
+    """precision reaches the workers (sums and fusion): near the in-memory bfloat16 result, not float32's."""
+    pan, ms = _arrays(256, 256, seed=4)
+    pda, mda = _dataarrays(pan, ms, 128)
+    got = px.pansharpen(pda, mda, sensor="qb", chunks=128, tile=128, precision="bfloat16").compute().values
+    half = pantiny.pansharpen(pan, ms, sensor="qb", tile=128, precision="bfloat16")
+    full = pantiny.pansharpen(pan, ms, sensor="qb", tile=128)
+    to_half = np.abs(got.astype(np.int64) - half.astype(np.int64)).mean()
+    to_full = np.abs(got.astype(np.int64) - full.astype(np.int64)).mean()
+    assert to_half < 0.5 * to_full, (to_half, to_full)
+
+
 def test_nodata_and_eager_arrays(cluster):
     pan, ms = _arrays(256, 256, seed=5)
     ms = ms.copy()

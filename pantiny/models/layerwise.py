@@ -22,6 +22,9 @@ attention layer with the features kept in between, instead of re-running the net
 for every layer. Results equal ``model.forward`` up to float rounding (< 1e-5 in unit range: the
 sums are accumulated in another order).
 
+Under ``torch.autocast`` (``pansharpen(precision="bfloat16" | "float16")``) the features are kept in
+the half type; the attention sums and maps stay float32.
+
 All tensors are (B,C,H,W); inference only (no autograd).
 """
 
@@ -178,9 +181,13 @@ def block_sums(block: TransformerBlock, x: torch.Tensor, mask: Optional[torch.Te
         with torch.inference_mode():  # no autograd graph: it would keep every chunk's tensors alive
             qk = _qk(block, _crop(x, r, cc))[:, :, r[0] - r[2]:r[1] - r[2], cc[0] - cc[2]:cc[1] - cc[2]]
             m = None if mask is None else mask[:, :, r[0]:r[1], cc[0]:cc[1]]
-            for i in range(b):
-                sums = _pixel_sums(qk[i], heads, None if m is None else m[i, 0])
-                out[i if per_sample else 0].add_sums(*sums)
+            # the sums run over every pixel of the scene: float32 even when the network runs in half
+            # precision (a no-op in float32)
+            with torch.autocast(x.device.type, enabled=False):
+                qk = qk.float()
+                for i in range(b):
+                    sums = _pixel_sums(qk[i], heads, None if m is None else m[i, 0])
+                    out[i if per_sample else 0].add_sums(*sums)
     return out
 
 
@@ -325,11 +332,13 @@ def advance(stages: Sequence[Stage], state: State, ms_up: Optional[torch.Tensor]
                     per = block_sums(st.block, x, None, chunk, per_sample=True)
                     for s in per:
                         s.finalise()
-                    mix = torch.stack([mixing_matrix(st.block, s) for s in per])
-                    if mix.shape[0] == 1:
-                        mix = mix[0]
-                else:
-                    mix = mixing_matrix(st.block, stats)
+                with torch.autocast(x.device.type, enabled=False):  # the map in float32 under autocast
+                    if stats is None:
+                        mix = torch.stack([mixing_matrix(st.block, s) for s in per])
+                        if mix.shape[0] == 1:
+                            mix = mix[0]
+                    else:
+                        mix = mixing_matrix(st.block, stats)
                 mix = mix.to(x.dtype)
                 y = _chunked_block(st.block, mix, x, chunk, reuse)
             if owned and x is not None and x is not y:

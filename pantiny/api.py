@@ -354,8 +354,9 @@ def pansharpen(pan: ArrayLike, ms: ArrayLike, *, sensor: Union[str, Sensor, None
             raise :class:`~pantiny.errors.InputError` before anything is written.
         precision: what the network computes in: ``"float32"`` (default, exact), ``"float16"`` (CUDA
             only) or ``"bfloat16"``: ``torch.autocast`` to that type, the attention statistics and the
-            output's final sum staying float32. Faster on GPUs, a little on CPUs with bfloat16
-            instructions; results differ from float32 by a few DN (measured in the README).
+            output's final sum staying float32. Meant for GPUs (where its speed is not measured yet);
+            on CPU only 1.03-1.07x with bfloat16 instructions. Results differ from float32 by a few DN
+            (measured in the README).
 
     Returns:
         The fused image (C',H,W) in the MS dtype and DN range (a tensor if ``ms`` was a tensor), or

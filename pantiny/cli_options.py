@@ -120,7 +120,7 @@ def add_attention(p: argparse.ArgumentParser) -> None:
 def add_precision(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default=PRECISIONS[0], choices=PRECISIONS,
                    help="what the network computes in: float32 (default, exact), bfloat16, float16 (CUDA only); "
-                   "half types are faster on GPUs and differ by a few DN")
+                   "half types are meant for GPUs (not faster on CPU) and differ by a few DN")
 
 
 def add_other_bands(p: argparse.ArgumentParser) -> None:

@@ -4,10 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO
+
 from pantiny import pansharpen
 from pantiny.cli import main
 from pantiny.devices import compute_dtype
 from pantiny.errors import ConfigError, InputError
+from pantiny.models import build_model
+from pantiny.models import layerwise as lw
 from pantiny.scene_attention import _TileCache
 from pantiny.tiling import Tile
 
@@ -39,9 +43,6 @@ def test_half_precision_stays_within_a_few_dn_of_float32(scene_wv3, device, atte
 def test_attention_sums_are_taken_in_float32_under_autocast():
     """The sums run over every pixel of the scene: under float16 autocast a sum of q^2 overflows (max
     65504) long before that, so the engine takes them in float32 from the half-precision q and k."""
-    from pantiny.models import build_model
-    from pantiny.models import layerwise as lw
-
     torch.manual_seed(0)
     block = build_model("pantiny-big").latent[0].eval()
     with torch.no_grad():
@@ -61,9 +62,7 @@ def test_feature_cache_on_disk_keeps_bfloat16():
     try:
         x = torch.randn(1, 28, 12, 10).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
         tile = Tile(0, 0, 12, 10)
-        from pantiny.models.layerwise import State
-
-        cache.put(tile, State(x, 3))
+        cache.put(tile, lw.State(x, 3))
         assert tile in cache.disk
         back = cache.pop(tile)
         assert back is not None and back.pos == 3 and back.x.dtype == torch.bfloat16
@@ -89,8 +88,6 @@ def test_half_precision_with_a_classical_method_is_an_error_not_ignored(scene_4b
 
 
 def test_cli_precision_option_reaches_the_library(tmp_path, capsys):
-    from conftest import REPO
-
     sample = REPO / "examples" / "data"
     rc = main(["fuse", str(sample / "sample_pan.tif"), str(sample / "sample_ms.tif"), str(tmp_path / "o.tif"),
                "--device", "cpu", "--precision", "float16", "-q"])

@@ -21,6 +21,11 @@ that precision (``pansharpen(..., precision=...)``), to measure what half precis
 ``--pan-gain G`` multiplies every PAN by ``G`` (inputs and QNR): robustness to products whose PAN and
 MS are not on one radiometric scale.
 
+``--pan-filter bicubic`` degrades the PAN of the Wald pairs by antialiased bicubic reduction (MATLAB
+``imresize``, as many published reduced-resolution datasets do) instead of the sensor's MTF: the
+reduced-resolution scores under the other common protocol, where the PAN keeps more detail (published
+triplets, ``rr`` scenes, are used as they are either way).
+
 ``--rows A B`` scores only that band of each scene (fractions of its height), e.g. the part a
 training config held out (``rows = [0.8, 1.0]``), so training rows are never scored.
 
@@ -69,18 +74,20 @@ def model_from(spec: str, manifest: Optional[str] = None) -> torch.nn.Module:
 def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module, methods: Sequence[str],
                 rows: Tuple[float, float] = (0.0, 1.0), bands: Optional[Sequence[int]] = None,
                 scale: Optional[float] = None, gt: Optional[str] = None, adapt: Union[bool, dict] = False,
-                pan_gain: float = 1.0, precisions: Sequence[str] = ()) -> Tuple[str, Dict[str, Dict[str, float]]]:
+                pan_gain: float = 1.0, precisions: Sequence[str] = (),
+                pan_filter: str = "mtf") -> Tuple[str, Dict[str, Dict[str, float]]]:
     """``(sensor name, {method: {metric: value}})`` for one scene (the ``rows`` band of it).
 
     ``bands`` / ``scale``: the scene's own R,G,B,NIR indices and maximum DN (corpus scenes); ``gt``: a
     published reduced-resolution triplet's reference (then PAN/MS are already degraded and are used
     as they are for the reduced-resolution scores); ``adapt``: also score ``pantiny+adapt`` (True, or
     :func:`pantiny.adapt` options); ``pan_gain``: multiply the PAN by it (at both resolutions, inputs and
-    QNR alike), as a product whose PAN is on another radiometric scale than its MS would be."""
+    QNR alike), as a product whose PAN is on another radiometric scale than its MS would be;
+    ``pan_filter``: how Wald pairs degrade the PAN (:data:`pantiny.train.data.PAN_FILTERS`)."""
     if gt is not None:
         scene = RRScene(pan, ms, gt, sensor, bands=bands, scale=scale)
     else:
-        scene = WaldScene(pan, ms, sensor, rows=rows, bands=bands, scale=scale)
+        scene = WaldScene(pan, ms, sensor, rows=rows, bands=bands, scale=scale, pan_filter=pan_filter)
     s, scale = scene.sensor, scene.scale
     model_bands = list(scene.bands)
     kw = dict(sensor=s.name, bands=[0, 1, 2, 3], scale=scale, tile=512, overlap=64)
@@ -138,6 +145,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--adapt-steps", type=int, default=None, help="adaptation steps at most (default: pantiny's)")
     ap.add_argument("--pan-gain", type=float, default=1.0,
                     help="multiply every PAN by this gain (robustness to PAN/MS radiometric mismatch)")
+    ap.add_argument("--pan-filter", default="mtf", choices=("mtf", "bicubic"),
+                    help="PAN degradation of the Wald pairs (default: the sensor's MTF)")
     ap.add_argument("--precision", nargs="*", default=[], choices=("bfloat16", "float16"),
                     help="also score the model in these precisions (rows pantiny@PRECISION)")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-scene scores as JSON")
@@ -164,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     per_scene = {}
     for pan, ms, stem, sensor_arg, bands, scale, gt in jobs:
         sensor, scores = score_scene(pan, ms, sensor_arg, net, args.methods, tuple(args.rows), bands, scale, gt,
-                                     adapt, args.pan_gain, args.precision)
+                                     adapt, args.pan_gain, args.precision, args.pan_filter)
         per_scene[stem] = {"sensor": sensor, "scores": scores}
         for name, sc in scores.items():
             per_sensor[sensor][name].append(sc)

@@ -36,7 +36,7 @@ MTF_GLP_GAINS = ("hpm", "regression", "unit")
 #: Training: data source kinds, corpus scene kinds, PAN degradation, sensor balancing.
 DATA_KINDS = ("geotiff", "hdf5", "corpus")
 CORPUS_KINDS = ("fr", "rr", "rr_nogt")
-PAN_FILTERS = ("mtf", "bicubic")
+PAN_FILTERS = ("mtf", "bicubic", "mixed")
 BALANCES = ("none", "sensor")
 #: Training stages: ``rr`` reduced resolution with a reference (stage 1), ``fr`` full resolution
 #: without one (stage 2, :mod:`pantiny.train.fr_loss`), ``joint`` a batch of each per step, both losses.

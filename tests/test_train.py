@@ -101,6 +101,34 @@ def test_wald_mtf_gain_at_nyquist_matches_the_sensor(sensor):
         assert abs(frequency_response(mtf_kernel_1d(g), 1 / 8) - g) < 1e-3
 
 
+def test_mixed_pan_filter_blends_the_two_degradations_per_patch(wv3_pair):
+    mtf, bic = WaldScene(*wv3_pair), WaldScene(*wv3_pair, pan_filter="bicubic")
+    mixed = WaldScene(*wv3_pair, pan_filter="mixed")
+    for a, b in zip(mixed.full(), mtf.full()):  # validation and full() keep the "mtf" protocol
+        assert torch.equal(a, b)
+    assert float((bic.pan - mtf.pan).abs().max()) > 1e-3  # the two ends differ
+    rng = np.random.default_rng(7)
+    ts = []
+    for _ in range(40):
+        state = rng.bit_generator.state
+        gt, lms, pan = mixed.draw(rng, 16)
+        plain = np.random.default_rng()
+        plain.bit_generator.state = state
+        g0, _, p_mtf = mtf.draw(plain, 16)  # same position: the mixed scene draws t after the corner
+        assert torch.equal(gt, g0)
+        d = (bic.pan - mtf.pan)
+        # pan = p_mtf + t * (p_bic - p_mtf) at that position, with one t in [0, 1] for the whole patch
+        corner = [(i, j) for i in range(64 - 15) for j in range(64 - 15)
+                  if torch.equal(mtf.gt[:, i:i + 16, j:j + 16], g0)][0]
+        delta = d[:, corner[0]:corner[0] + 16, corner[1]:corner[1] + 16]
+        t = float(((pan - p_mtf) * delta).sum() / (delta * delta).sum())
+        assert 0.0 <= t <= 1.0 and torch.allclose(pan, p_mtf + t * delta, atol=1e-6)
+        ts.append(t)
+    assert min(ts) < 0.2 and max(ts) > 0.8  # spread over the whole range
+    with pytest.raises(ValueError, match="pan_filter"):
+        WaldScene(*wv3_pair, pan_filter="gauss")
+
+
 def test_wald_scene_never_draws_nodata(tmp_path):
     pan, ms, _ = make_scene(256, "wv3", seed=4)
     pan, ms = pan.copy(), ms.copy()

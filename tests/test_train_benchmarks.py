@@ -82,3 +82,20 @@ def test_eval_heldout_precision_row_scores_the_model_in_half_precision(tmp_path,
     full, half = scores["pantiny"], scores["pantiny@bfloat16"]
     assert half["psnr"] != full["psnr"]  # it really ran in bfloat16
     assert abs(half["psnr"] - full["psnr"]) < 0.5 and abs(half["qnr"] - full["qnr"]) < 0.02
+
+
+def test_eval_heldout_pan_filter_changes_only_the_reduced_resolution_pan(tmp_path, capsys):
+    mod = _load("eval_heldout")
+    weights, folder = _held_out_folder(tmp_path, seed=14)
+    runs = {}
+    for f in ("mtf", "bicubic"):
+        assert mod.main([str(weights), str(folder), "--methods", "gsa", "--pan-filter", f,
+                         "--json", str(tmp_path / f"{f}.json")]) == 0
+        runs[f] = json.loads((tmp_path / f"{f}.json").read_text())["a"]["scores"]
+    # EXP is the upsampled MS: the PAN's degradation cannot change it; GSA injects the PAN's detail: it does
+    assert runs["mtf"]["EXP"]["psnr"] == runs["bicubic"]["EXP"]["psnr"]
+    assert runs["mtf"]["gsa"]["psnr"] != runs["bicubic"]["gsa"]["psnr"]
+    # full resolution reads the original files either way
+    assert runs["mtf"]["gsa"]["qnr"] == runs["bicubic"]["gsa"]["qnr"]
+    with pytest.raises(SystemExit):
+        mod.main([str(weights), str(folder), "--pan-filter", "gauss"])

@@ -48,7 +48,7 @@
     sensor = "wv3"              # default: the file's SENSOR tag
     split = "train"             # "train" or "val"
     rows = [0.0, 0.8]           # band of the scene used (fractions of its height)
-    pan_filter = "mtf"          # "mtf" (sensor PAN MTF + decimation) or "bicubic"
+    pan_filter = "mtf"          # "mtf" (sensor PAN MTF + decimation), "bicubic", or "mixed" (random blend per patch)
     # nodata = 0                # DN of missing pixels where the files declare none (zero-padded products)
     optional = false            # true: skip silently when the files are absent
 

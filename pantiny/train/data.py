@@ -35,7 +35,8 @@ from ..sensors import Sensor, get_sensor
 Sample = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 #: How the PAN of a Wald pair is degraded: ``"mtf"`` = sensor PAN MTF filter + decimation (Vivone
-#: toolbox 1.0), ``"bicubic"`` = antialiased bicubic reduction (MATLAB ``imresize``, toolbox 2020).
+#: toolbox 1.0), ``"bicubic"`` = antialiased bicubic reduction (MATLAB ``imresize``, toolbox 2020),
+#: ``"mixed"`` = each training patch's PAN a random blend of the two (validation uses ``"mtf"``).
 from ..choices import PAN_FILTERS  # noqa: E402  (re-exported)
 
 #: A reduced-resolution pixel counts as touched by nodata when the nodata indicator, passed through
@@ -138,12 +139,19 @@ class _MaskedScene:
         if patch is None:
             if self.has_nodata:
                 raise InputError(f"{self.name} contains nodata: set a patch size to train on its clean parts")
-            return self.full()
+            return self._window(rng, 0, 0, None)
         corners = self._clean(patch)
         if corners.size == 0:
             raise InputError(f"{self.name}: no {patch}x{patch} patch free of nodata (part is "
                              f"{self.gt.shape[-2]}x{self.gt.shape[-1]})")
         r, c = divmod(int(corners[int(rng.integers(corners.size))]), self.gt.shape[-1])
+        return self._window(rng, r, c, patch)
+
+    def _window(self, rng: np.random.Generator, r: int, c: int, patch: Optional[int]) -> Sample:
+        """The ``patch``-sized sample at row ``r``, column ``c`` (the whole part for None; subclasses
+        may draw more from ``rng``)."""
+        if patch is None:
+            return self.full()
         return tuple(x[..., r:r + patch, c:c + patch] for x in self.full())  # type: ignore[return-value]
 
     def full(self) -> Sample:
@@ -186,7 +194,11 @@ class WaldScene(_MaskedScene):
             and ``(0.8, 1)`` held out. Rounded to multiples of ``ratio`` MS rows. Each band is read
             and degraded on its own, so no pixel of one band influences the other.
         scale: DN mapped to 1.0 (default: the sensor's maximum, e.g. 2047).
-        pan_filter: ``"mtf"`` (default) or ``"bicubic"``, see :data:`PAN_FILTERS`.
+        pan_filter: ``"mtf"`` (default), ``"bicubic"`` or ``"mixed"``, see :data:`PAN_FILTERS`. With
+            ``"mixed"`` each drawn patch's PAN is ``(1 - t) * mtf + t * bicubic`` with ``t`` uniform in
+            [0, 1]: the PAN's sharpness relative to the MS differs between products and between
+            reduced-resolution protocols, and a model trained on one degradation alone over- or
+            under-injects detail on the other. ``full()`` and validation keep the ``"mtf"`` PAN.
         nodata: DN marking missing pixels (default: the files' nodata values). Pixels that are nodata,
             or whose degraded inputs are influenced by nodata, are never drawn into a patch.
 
@@ -225,14 +237,14 @@ class WaldScene(_MaskedScene):
         p = torch.from_numpy(pan_dn / self.scale)
 
         ms_lr = mtf_degrade(gt[None], self.sensor.model_mtf, ratio)
-        if pan_filter == "mtf":
-            pan_lr = mtf_degrade(p[None], self.sensor.mtf_pan, ratio)
-        else:
-            pan_lr = downsample_bicubic(p[None], ratio)
+        filters = ("mtf", "bicubic") if pan_filter == "mixed" else (pan_filter,)
+        pans = [self._degrade_pan(p[None], f) for f in filters]
         self.gt = gt.contiguous()
         self.ms_lr = ms_lr[0].contiguous()
         self.lms = upsample(ms_lr, ratio)[0].contiguous()
-        self.pan = pan_lr[0].contiguous()
+        self.pan = pans[0][0].contiguous()
+        # the other end of the "mixed" blend, kept as the difference to add a random part of
+        self._pan_delta = (pans[1][0] - pans[0][0]).contiguous() if len(pans) > 1 else None
 
         ms_nd = nodata if nodata is not None else ms_info.nodata
         pan_nd = nodata if nodata is not None else pan_info.nodata
@@ -246,12 +258,23 @@ class WaldScene(_MaskedScene):
         if pan_nd is not None:
             inv = torch.from_numpy((pan_dn == pan_nd).astype(np.float32))[None]
             if bool(inv.any()):
-                if pan_filter == "mtf":
-                    spread = mtf_degrade(inv, self.sensor.mtf_pan, ratio)[0, 0].abs()
-                else:
-                    spread = downsample_bicubic(inv, ratio)[0, 0].abs()
-                self.bad |= spread.numpy() > NODATA_INFLUENCE
+                for f in filters:
+                    self.bad |= self._degrade_pan(inv, f)[0, 0].abs().numpy() > NODATA_INFLUENCE
         self._corners: Dict[int, np.ndarray] = {}
+
+    def _degrade_pan(self, pan: torch.Tensor, pan_filter: str) -> torch.Tensor:
+        """(1,1,H,W) PAN-grid image -> (1,1,H/ratio,W/ratio), by the sensor's PAN MTF or antialiased bicubic."""
+        if pan_filter == "mtf":
+            return mtf_degrade(pan, self.sensor.mtf_pan, self.ratio)
+        return downsample_bicubic(pan, self.ratio)
+
+    def _window(self, rng: np.random.Generator, r: int, c: int, patch: Optional[int]) -> Sample:
+        gt, lms, pan = super()._window(rng, r, c, patch)
+        if self._pan_delta is None:
+            return gt, lms, pan
+        delta = self._pan_delta if patch is None else self._pan_delta[..., r:r + patch, c:c + patch]
+        t = float(rng.uniform())  # drawn only for "mixed", so other scenes keep their random stream
+        return gt, lms, pan + t * delta
 
 class FRScene:
     """Full-resolution training crops of one real PAN/MS pair, for stage 2 (no reference, no degradation).

@@ -276,6 +276,7 @@ class WaldScene(_MaskedScene):
         t = float(rng.uniform())  # drawn only for "mixed", so other scenes keep their random stream
         return gt, lms, pan + t * delta
 
+
 class FRScene:
     """Full-resolution training crops of one real PAN/MS pair, for stage 2 (no reference, no degradation).
 

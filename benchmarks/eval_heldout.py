@@ -83,7 +83,8 @@ def score_scene(pan: Path, ms: Path, sensor: Optional[str], net: torch.nn.Module
     as they are for the reduced-resolution scores); ``adapt``: also score ``pantiny+adapt`` (True, or
     :func:`pantiny.adapt` options); ``pan_gain``: multiply the PAN by it (at both resolutions, inputs and
     QNR alike), as a product whose PAN is on another radiometric scale than its MS would be;
-    ``pan_filter``: how Wald pairs degrade the PAN (:data:`pantiny.train.data.PAN_FILTERS`)."""
+    ``pan_filter``: how Wald pairs degrade the PAN, ``"mtf"`` or ``"bicubic"`` (``"mixed"`` is a training
+    option: its scene scores the ``"mtf"`` PAN)."""
     if gt is not None:
         scene = RRScene(pan, ms, gt, sensor, bands=bands, scale=scale)
     else:
